@@ -1,0 +1,95 @@
+r"""Learning-rate schedules by name, all of them optax schedules.
+
+=================  ==============================================================  =========================
+name               learning rate at step t                                          options
+=================  ==============================================================  =========================
+``constant``       η                                                                –
+``exponential``    η · γ^(t / k)           (annealing)                              decay γ, decay_steps k=1
+``step``           η · γ^⌊t / k⌋                                                    decay γ, decay_steps k=100
+``cosine``         η · (α + (1−α)·½(1 + cos(π·min(t, T)/T)))                        decay_steps T, alpha α
+``warm-restarts``  cosine cycles of length P, P·r, P·r², … each restarting at η     period P, period_mult r,
+                   (SGDR)                                                           alpha α
+=================  ==============================================================  =========================
+
+References:
+  Loshchilov & Hutter, "SGDR: Stochastic gradient descent with warm restarts", 2017.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import optax
+
+SCHEDULES = ("constant", "exponential", "step", "cosine", "warm-restarts")
+
+Schedule = Callable[[jax.Array], jax.Array]
+
+
+def _positive_int(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number of steps, got {value!r}.")
+    return value
+
+
+def _check_decay(decay: float) -> None:
+    if not (isinstance(decay, (int, float)) and 0.0 < decay <= 1.0):
+        raise ValueError(f"decay must be in (0, 1] (the factor the learning rate is multiplied by), got {decay!r}.")
+
+
+def _check_alpha(alpha: float) -> None:
+    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must be in [0, 1] (the final learning rate as a fraction of lr), got {alpha!r}.")
+
+
+def warm_restarts(lr: float, period: int, period_mult: float = 1.0, alpha: float = 0.0,
+                  horizon: int = 10_000) -> Schedule:
+    r"""SGDR: cosine annealing from lr to α·lr, restarted at lr after P, P·r, P·r², … steps.
+
+    Cycles are laid out to cover ``horizon`` steps (at most 10,000 cycles); after the last
+    cycle the learning rate stays at α·lr. Built with ``optax.sgdr_schedule``.
+
+    Example:
+      >>> s = warm_restarts(0.1, period=10)
+      >>> [round(float(s(t)), 4) for t in (0, 5, 10, 15)]
+      [0.1, 0.05, 0.1, 0.05]
+    """
+    _positive_int("period", period)
+    if not (isinstance(period_mult, (int, float)) and period_mult >= 1.0):
+        raise ValueError(f"period_mult must be at least 1 (each cycle as long as or longer than the last), got {period_mult!r}.")
+    _check_alpha(alpha)
+    cycles, covered, length = [], 0, float(period)
+    while covered < horizon and len(cycles) < 10_000:
+        steps = max(1, int(round(length)))
+        cycles.append(dict(init_value=lr, peak_value=lr, warmup_steps=0, decay_steps=steps, end_value=alpha * lr))
+        covered += steps
+        length *= period_mult
+    return optax.sgdr_schedule(cycles)
+
+
+def make_schedule(name: str, lr: float, *, decay: float | None = None, decay_steps: int | None = None,
+                  alpha: float = 0.0, period: int | None = None, period_mult: float = 1.0,
+                  horizon: int = 10_000) -> Schedule | float:
+    """The schedule called ``name`` starting from ``lr``; ``constant`` gives ``lr`` itself.
+
+    ``horizon`` is the run's length in steps (``max_steps``): the default decay length of
+    ``cosine`` and the span that ``warm-restarts`` covers with cycles.
+    """
+    if name not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {name!r}.")
+    if not math.isfinite(lr):
+        raise ValueError(f"lr must be a finite number, got {lr!r}.")
+    if name == "constant":
+        return lr
+    if name in ("exponential", "step"):
+        decay = 0.99 if decay is None else decay
+        _check_decay(decay)
+        steps = _positive_int("decay_steps", decay_steps if decay_steps is not None else (1 if name == "exponential" else 100))
+        return optax.exponential_decay(lr, transition_steps=steps, decay_rate=decay, staircase=name == "step")
+    if name == "cosine":
+        _check_alpha(alpha)
+        steps = _positive_int("decay_steps", decay_steps if decay_steps is not None else max(horizon, 1))
+        return optax.cosine_decay_schedule(lr, decay_steps=steps, alpha=alpha)
+    return warm_restarts(lr, period if period is not None else 100, period_mult, alpha, horizon)

@@ -1,0 +1,72 @@
+r"""When a run stops: convergence criteria and divergence ("running away") detection.
+
+One small pure function, :func:`check`, decides after each evaluated point θ_t whether the
+run goes on. In order of precedence:
+
+1. ``diverged`` — the loss, the gradient or θ is not finite (this includes a step that left
+   the parameter domain, e.g. a negative variance, which objectives report as NaN), or the
+   loss rose far past its start:  L_t − L_0 > divergence_factor · max(1, |L_0|).
+2. ``converged`` — the loss stopped changing: |L_t − L_{t−1}| ≤ tol · max(1, |L_{t−1}|) for
+   ``patience`` consecutive steps (``tol = 0`` turns this off), or ‖∇L(θ_t)‖ ≤ grad_tol
+   (``grad_tol = 0``, the default, turns that off).
+3. ``max_steps`` — t = max_steps updates have been made.
+
+A stopped run keeps its trace: the stop reason is a result, not an exception.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+RUNNING, CONVERGED, MAX_STEPS, DIVERGED = 0, 1, 2, 3
+STOP_REASONS = {RUNNING: "running", CONVERGED: "converged", MAX_STEPS: "max_steps", DIVERGED: "diverged"}
+
+
+class StopCriteria(NamedTuple):
+    """Settings of :func:`check` (see the module docstring for the rules)."""
+
+    max_steps: int = 10_000
+    tol: float = 1e-15
+    patience: int = 10
+    grad_tol: float = 0.0
+    divergence_factor: float = 1e3
+
+    def validate(self) -> "StopCriteria":
+        """Return self, or raise ValueError naming the first bad setting."""
+        if not isinstance(self.max_steps, int) or self.max_steps < 0:
+            raise ValueError(f"max_steps must be a whole number ≥ 0, got {self.max_steps!r}.")
+        for name in ("tol", "grad_tol"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
+                raise ValueError(f"{name} must be a finite number ≥ 0 (0 turns it off), got {v!r}.")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise ValueError(f"patience must be a whole number ≥ 1, got {self.patience!r}.")
+        if not (self.divergence_factor > 0):
+            raise ValueError(f"divergence_factor must be positive, got {self.divergence_factor!r}.")
+        return self
+
+
+def check(criteria: StopCriteria, step: jax.Array, loss: jax.Array, prev_loss: jax.Array,
+          first_loss: jax.Array, grad_norm: jax.Array, params_finite: jax.Array,
+          calm_steps: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Decide whether to stop at θ_step. Returns (reason code, updated calm-step count).
+
+    ``calm_steps`` counts consecutive steps whose loss change was within tolerance; pass the
+    value returned at the previous step (0 at the start).
+    """
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & params_finite
+    ran_away = loss - first_loss > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first_loss))
+    diverged = ~finite | ran_away
+
+    calm = (step > 0) & (jnp.abs(loss - prev_loss) <= criteria.tol * jnp.maximum(1.0, jnp.abs(prev_loss)))
+    calm_steps = jnp.where(calm, calm_steps + 1, 0)
+    converged = ((criteria.tol > 0) & (calm_steps >= criteria.patience)) | (
+        (criteria.grad_tol > 0) & (grad_norm <= criteria.grad_tol))
+
+    reason = jnp.where(diverged, DIVERGED,
+                       jnp.where(converged, CONVERGED,
+                                 jnp.where(step >= criteria.max_steps, MAX_STEPS, RUNNING)))
+    return reason.astype(jnp.int32), calm_steps
