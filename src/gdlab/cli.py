@@ -63,9 +63,9 @@ def app() -> None:
               help="warm-restarts: each cycle is this many times longer than the last (>= 1).")
 @click.option("--max-steps", type=int, default=10_000, show_default=True, help="Stop after this many updates.")
 @click.option("--tol", type=float, default=1e-15, show_default=True,
-              help="Converged when |loss change| <= tol*max(1, |loss|) for --patience steps in a row; "
-              "0 turns it off (run exactly --max-steps unless diverged).")
-@click.option("--patience", type=int, default=10, show_default=True, help="Calm steps in a row that --tol needs.")
+              help="Converged when the loss moved by at most tol*max(1, |loss|) over the last --patience "
+              "steps; 0 turns it off (run exactly --max-steps unless diverged).")
+@click.option("--patience", type=int, default=20, show_default=True, help="The window of steps that --tol looks at.")
 @click.option("--grad-tol", type=float, default=0.0, show_default=True,
               help="Converged when the gradient norm <= this; 0 turns it off.")
 @click.option("--seed", type=int, default=0, show_default=True,

@@ -89,9 +89,8 @@ class _Carry(NamedTuple):
     params: Params
     opt_state: Any
     step: jax.Array
-    prev_loss: jax.Array
     first_loss: jax.Array
-    calm_steps: jax.Array
+    recent_losses: jax.Array
     reason: jax.Array
 
 
@@ -106,11 +105,11 @@ def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, optimizer: 
 
     def live(carry: _Carry, data):
         value, grad = jax.value_and_grad(loss)(carry.params, data)
-        grad_norm = optax.global_norm(grad)
+        grad_norm = optax.tree.norm(grad)
         first = jnp.where(carry.step == 0, value, carry.first_loss)
         params_finite = jnp.all(jnp.isfinite(carry.params))
-        reason, calm = stopping.check(criteria, carry.step, value, carry.prev_loss, first, grad_norm,
-                                      params_finite, carry.calm_steps)
+        reason, recent = stopping.check(criteria, carry.step, value, first, grad_norm, params_finite,
+                                        carry.recent_losses)
         extra = {} if fisher is None else {"fisher": fisher(carry.params, data)}
         updates, new_state = opt.update(grad, carry.opt_state, carry.params, **extra)
         go = reason == stopping.RUNNING
@@ -120,7 +119,7 @@ def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, optimizer: 
             row.update(metrics(carry.params, data))
         new = _Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
                      _where(go, new_state, carry.opt_state), carry.step + go.astype(carry.step.dtype),
-                     value, first, calm, reason)
+                     first, recent, reason)
         return new, row
 
     def run_chunk(carry: _Carry, data):
@@ -166,8 +165,8 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
     params = jnp.asarray(init_params)
     chunk = _compiled_chunk(objective.loss, objective.metrics, objective.fisher, optimizer, criteria, length)
     zero = jnp.zeros((), params.dtype)
-    carry = _Carry(params, optimizer.init(params), jnp.zeros((), jnp.int32), zero, zero,
-                   jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    carry = _Carry(params, optimizer.init(params), jnp.zeros((), jnp.int32), zero,
+                   stopping.recent_losses_init(criteria, params.dtype), jnp.zeros((), jnp.int32))
     pieces = []
     start = time.perf_counter()
     while True:

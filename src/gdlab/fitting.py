@@ -169,7 +169,7 @@ def _ending(result: engine.RunResult, family: Family) -> str:
 
 def fit(target: str | MixtureSpec, init: str | MixtureSpec | None = None, divergence: str = "forward",
         optimizer: optax.GradientTransformation | None = None, *, family: str = "gaussian",
-        param: str | None = None, max_steps: int = 10_000, tol: float = 1e-15, patience: int = 10,
+        param: str | None = None, max_steps: int = 10_000, tol: float = 1e-15, patience: int = 20,
         grad_tol: float = 0.0, samples: int = 4096, seed: int = 0,
         callback: Callable[[dict], None] | None = None, precision: str = "float64") -> FitResult:
     r"""Fit q to the target p by minimising KL(p‖q) or KL(q‖p) with gradient descent.

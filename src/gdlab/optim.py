@@ -144,7 +144,8 @@ def learning_rate(state: Any) -> jax.Array:
 
     NaN for an optimizer built without ``optax.inject_hyperparams`` (its rate is not in the state).
     """
-    is_injected = lambda x: isinstance(x, optax.InjectHyperparamsState)  # noqa: E731
+    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    is_injected = lambda x: isinstance(x, injected)  # noqa: E731
     for s in jax.tree_util.tree_leaves(state, is_leaf=is_injected):
         if is_injected(s) and "learning_rate" in s.hyperparams:
             return jnp.asarray(s.hyperparams["learning_rate"])

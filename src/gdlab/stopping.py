@@ -6,9 +6,13 @@ run goes on. In order of precedence:
 1. ``diverged`` — the loss, the gradient or θ is not finite (this includes a step that left
    the parameter domain, e.g. a negative variance, which objectives report as NaN), or the
    loss rose far past its start:  L_t − L_0 > divergence_factor · max(1, |L_0|).
-2. ``converged`` — the loss stopped changing: |L_t − L_{t−1}| ≤ tol · max(1, |L_{t−1}|) for
-   ``patience`` consecutive steps (``tol = 0`` turns this off), or ‖∇L(θ_t)‖ ≤ grad_tol
-   (``grad_tol = 0``, the default, turns that off).
+2. ``converged`` — the loss stopped changing: over the last ``patience`` steps it moved by at
+   most tol · max(1, |L_t|), i.e. max(L_{t−patience..t}) − min(L_{t−patience..t}) ≤ that
+   (``tol = 0`` turns this off); or ‖∇L(θ_t)‖ ≤ grad_tol (``grad_tol = 0``, the default, turns
+   that off). The range over a window, rather than one step's change, matters near a minimum:
+   there the loss is quadratic in the error, so a slowly converging run changes its loss by
+   very little per step long before θ is accurate; over ``patience`` steps the change is
+   about patience times larger, and an oscillating run (momentum) cannot pass by crossing.
 3. ``max_steps`` — t = max_steps updates have been made.
 
 A stopped run keeps its trace: the stop reason is a result, not an exception.
@@ -30,7 +34,7 @@ class StopCriteria(NamedTuple):
 
     max_steps: int = 10_000
     tol: float = 1e-15
-    patience: int = 10
+    patience: int = 20
     grad_tol: float = 0.0
     divergence_factor: float = 1e3
 
@@ -49,24 +53,28 @@ class StopCriteria(NamedTuple):
         return self
 
 
-def check(criteria: StopCriteria, step: jax.Array, loss: jax.Array, prev_loss: jax.Array,
-          first_loss: jax.Array, grad_norm: jax.Array, params_finite: jax.Array,
-          calm_steps: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Decide whether to stop at θ_step. Returns (reason code, updated calm-step count).
+def recent_losses_init(criteria: StopCriteria, dtype=jnp.float64) -> jax.Array:
+    """The window of recent losses that :func:`check` carries: ``patience + 1`` NaNs at the start."""
+    return jnp.full((criteria.patience + 1,), jnp.nan, dtype)
 
-    ``calm_steps`` counts consecutive steps whose loss change was within tolerance; pass the
-    value returned at the previous step (0 at the start).
+
+def check(criteria: StopCriteria, step: jax.Array, loss: jax.Array, first_loss: jax.Array,
+          grad_norm: jax.Array, params_finite: jax.Array, recent: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Decide whether to stop at θ_step. Returns (reason code, updated window of recent losses).
+
+    ``recent`` holds the last ``patience + 1`` losses (NaN where not yet seen); pass the value
+    returned at the previous step, :func:`recent_losses_init` at the start.
     """
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & params_finite
     ran_away = loss - first_loss > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first_loss))
     diverged = ~finite | ran_away
 
-    calm = (step > 0) & (jnp.abs(loss - prev_loss) <= criteria.tol * jnp.maximum(1.0, jnp.abs(prev_loss)))
-    calm_steps = jnp.where(calm, calm_steps + 1, 0)
-    converged = ((criteria.tol > 0) & (calm_steps >= criteria.patience)) | (
-        (criteria.grad_tol > 0) & (grad_norm <= criteria.grad_tol))
+    recent = recent.at[step % recent.shape[0]].set(loss)
+    spread = jnp.max(recent) - jnp.min(recent)          # NaN until the window is full
+    calm = spread <= criteria.tol * jnp.maximum(1.0, jnp.abs(loss))
+    converged = ((criteria.tol > 0) & calm) | ((criteria.grad_tol > 0) & (grad_norm <= criteria.grad_tol))
 
     reason = jnp.where(diverged, DIVERGED,
                        jnp.where(converged, CONVERGED,
                                  jnp.where(step >= criteria.max_steps, MAX_STEPS, RUNNING)))
-    return reason.astype(jnp.int32), calm_steps
+    return reason.astype(jnp.int32), recent
