@@ -216,7 +216,6 @@ BAD_INPUTS = [
     ("patience-0", [*FIT, "--patience", "0"], ["patience"]),
     ("non-diagonal-init-diag-family", ["fit", "--target", TARGET_2D, "--family", "diag-gaussian", "--init",
                                        "N([0,0], [[1,0.5],[0.5,1]])"], ["init"]),
-    ("json-is-a-folder", [*FIT, "--json", "{tmp}"], ["{tmp}"]),
     ("unknown-command", ["bogus"], ["bogus"]),
 ]
 
