@@ -478,9 +478,6 @@ LR_SCHEDULES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: trace.lr is all null: gdlab.optim.learning_rate looks for "
-                   "optax.InjectHyperparamsState, but optax 0.2.8's inject_hyperparams returns an "
-                   "InjectStatefulHyperparamsState (not a subclass), so every recorded lr is NaN")
 @pytest.mark.parametrize("name", list(LR_SCHEDULES))
 def test_trace_lr_follows_the_schedule(name):
     extra, rate = LR_SCHEDULES[name]

@@ -108,3 +108,13 @@ def test_entropy_against_scipy(dim):
     cov = random_spd(np.random.default_rng(7), dim)
     expected = stats.multivariate_normal(np.zeros(dim), cov).entropy()
     np.testing.assert_allclose(families.entropy(jnp.linalg.cholesky(jnp.asarray(cov))), expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("src", PARAMS_1D)
+@pytest.mark.parametrize("dst", PARAMS_1D)
+def test_convert_between_parameterizations_round_trips(src, dst):
+    a, b = gaussian_1d(src), gaussian_1d(dst)
+    theta = a.from_moments(jnp.array([0.8]), jnp.array([[1.7]]))
+    there = families.convert(theta, a, b)
+    np.testing.assert_allclose(there, theta_by_hand(dst, 0.8, 1.7), rtol=1e-13)
+    np.testing.assert_allclose(families.convert(there, b, a), theta, rtol=1e-13)

@@ -94,6 +94,20 @@ def gaussian_cross_entropy(mean_p: Array, cov_p: Array, m: Array, c: Array) -> A
     return 0.5 * (d * jnp.log(2.0 * jnp.pi) + logdet + jnp.trace(a) + jnp.sum(r * r))
 
 
+def cross_entropy(p: Mixture, mean: Array, cov: Array) -> Array:
+    r"""H(p, q) = −E_p[log q] for a mixture p and q = N(mean, cov), exactly from p's moments.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab.targets import mixture
+      >>> h = cross_entropy(mixture("0.5*N(-1, 1) + 0.5*N(1, 1)"), jnp.zeros(1), jnp.eye(1))
+      >>> round(float(h), 6)                      # ½ log 2π + ½ E_p[x²] = ½ log 2π + ½ · 2
+      1.918939
+    """
+    mean_p, cov_p = moments(p)
+    return gaussian_cross_entropy(mean_p, cov_p, mean, cov)
+
+
 def gaussian_entropy(c: Array) -> Array:
     r"""H(N(m, C)) = ½ log |2πe C|."""
     return gaussian_entropy_from_chol(jnp.linalg.cholesky(c))
@@ -259,8 +273,7 @@ def kl_forward(p: Mixture, mean: Array, cov: Array, entropy_p: Array | float | N
         return kl_gaussian(p.means[0], p.covs[0], mean, cov)
     if entropy_p is None:
         entropy_p = mixture_entropy(p)
-    mean_p, cov_p = moments(p)
-    return gaussian_cross_entropy(mean_p, cov_p, mean, cov) - entropy_p
+    return cross_entropy(p, mean, cov) - entropy_p
 
 
 def kl_reverse(p: Mixture, mean: Array, cov: Array, eps: Array | None = None) -> Array:

@@ -234,6 +234,19 @@ def make_family(name: str, dim: int, param: str | None = None) -> Family:
     return full_gaussian(dim) if name == "gaussian" else diag_gaussian(dim)
 
 
+def convert(theta: Array, source: Family, target: Family) -> Array:
+    """The same distribution in another parameterization: θ in ``source`` ↦ θ in ``target``.
+
+    Example:
+      >>> theta = convert(jnp.array([1.0, 2.0]), gaussian_1d("mean_var"), gaussian_1d("mean_precision"))
+      >>> [float(t) for t in theta]
+      [1.0, 0.5]
+    """
+    if source.dim != target.dim:
+        raise ValueError(f"cannot convert a {source.dim}-D {source.name} to a {target.dim}-D {target.name}.")
+    return target.from_moments(*source.moments(theta))
+
+
 def entropy(cov_chol: Array) -> Array:
     r"""Entropy of N(m, C) from its Cholesky factor L (C = L Lᵀ).
 
