@@ -339,12 +339,6 @@ def test_rejects_non_finite_lr(name, bad):
 # learning_rate(state)
 # ---------------------------------------------------------------------------------------------
 
-LEARNING_RATE_BUG = ("optim.learning_rate looks for optax.InjectHyperparamsState, but optax 0.2.8's "
-                     "inject_hyperparams builds InjectStatefulHyperparamsState (not a subclass), so "
-                     "it always returns NaN")
-
-
-@pytest.mark.xfail(strict=True, reason=LEARNING_RATE_BUG)
 @pytest.mark.parametrize("name, factory, kwargs", OPTIMIZERS, ids=TABLE_IDS)
 def test_learning_rate_reads_the_rate_used(name, factory, kwargs):
     opt = factory(**kwargs)
@@ -353,9 +347,10 @@ def test_learning_rate_reads_the_rate_used(name, factory, kwargs):
     assert float(optim.learning_rate(s)) == kwargs["lr"]
 
 
-@pytest.mark.xfail(strict=True, reason=LEARNING_RATE_BUG)
 def test_learning_rate_follows_schedule():
-    schedule = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)
+    from gdlab.schedules import make_schedule
+
+    schedule = make_schedule("exponential", 0.1, decay=0.5)
     opt = optim.momentum(schedule, 0.9)
     x = jnp.array([0.5, -0.25])
     s = opt.init(x)
@@ -367,3 +362,22 @@ def test_learning_rate_follows_schedule():
 def test_learning_rate_is_nan_without_injected_hyperparams():
     opt = optax.sgd(0.1)
     assert math.isnan(float(optim.learning_rate(opt.init(jnp.zeros(2)))))
+
+
+@pytest.mark.parametrize("name", ["exponential", "step", "cosine", "warm-restarts"])
+def test_scheduled_rate_is_float64_in_the_state(name):
+    """The rate an optimizer takes from a gdlab schedule is the schedule's float64 value."""
+    from gdlab.schedules import make_schedule
+
+    schedule = make_schedule(name, 0.1, decay=0.9, decay_steps=3, period=4, horizon=20)
+    opt = optim.gd(schedule)
+    x = jnp.array([0.5, -0.25])
+    s = opt.init(x)
+    g = jnp.array([1.0, -2.0])
+    for t in range(6):
+        u, s = opt.update(g, s, x)
+        rate = s.hyperparams["learning_rate"]
+        assert rate.dtype == jnp.float64
+        expected = float(schedule(np.int64(t)))
+        assert float(rate) == pytest.approx(expected, rel=1e-15)
+        np.testing.assert_allclose(np.asarray(u), -expected * np.asarray(g), rtol=1e-15)

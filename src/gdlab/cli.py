@@ -54,23 +54,23 @@ def app() -> None:
               default="constant", show_default=True,
               help="Learning-rate schedule: exponential = annealing; warm-restarts = SGDR.")
 @click.option("--decay", type=float, default=None, help="exponential/step: factor per decay period, in (0, 1] (0.99).")
-@click.option("--decay-steps", type=int, default=None,
+@click.option("--decay-steps", type=click.IntRange(1, 2**31 - 2), default=None,
               help="exponential: steps per factor (1); step: steps between drops (100); cosine: length (max-steps).")
 @click.option("--alpha", type=float, default=0.0, show_default=True,
               help="cosine/warm-restarts: the final lr as a fraction of --lr.")
-@click.option("--period", type=int, default=None, help="warm-restarts: length of the first cycle in steps (100).")
+@click.option("--period", type=click.IntRange(1, 2**31 - 2), default=None, help="warm-restarts: length of the first cycle in steps (100).")
 @click.option("--period-mult", type=float, default=1.0, show_default=True,
               help="warm-restarts: each cycle is this many times longer than the last (>= 1).")
-@click.option("--max-steps", type=int, default=10_000, show_default=True, help="Stop after this many updates.")
+@click.option("--max-steps", type=click.IntRange(0, 2**31 - 2), default=10_000, show_default=True, help="Stop after this many updates.")
 @click.option("--tol", type=float, default=1e-15, show_default=True,
               help="Converged when the loss moved by at most tol*max(1, |loss|) over the last --patience "
               "steps; 0 turns it off (run exactly --max-steps unless diverged).")
-@click.option("--patience", type=int, default=20, show_default=True, help="The window of steps that --tol looks at.")
+@click.option("--patience", type=click.IntRange(1, 100_000), default=20, show_default=True, help="The window of steps that --tol looks at.")
 @click.option("--grad-tol", type=float, default=0.0, show_default=True,
               help="Converged when the gradient norm <= this; 0 turns it off.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the Monte Carlo draws (mixtures in 3 or more dimensions).")
-@click.option("--samples", type=int, default=4096, show_default=True,
+@click.option("--samples", type=click.IntRange(2, 10_000_000), default=4096, show_default=True,
               help="Monte Carlo draws for mixtures in 3 or more dimensions.")
 @click.option("--json", "json_out", default=None, metavar="PATH|-",
               help="Write the result and its trace as JSON to PATH, or to stdout with '-' (stdout then holds "
@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         app.main(args=args, prog_name="gdlab", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # `gdlab` or `gdlab fit` alone: show the help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else "")
+        return 0
     except click.exceptions.Abort:
         err.print("gdlab: aborted.")
         return 130

@@ -21,11 +21,18 @@ import math
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 SCHEDULES = ("constant", "exponential", "step", "cosine", "warm-restarts")
 
 Schedule = Callable[[jax.Array], jax.Array]
+
+
+def _on_float_steps(schedule: Schedule) -> Schedule:
+    """Evaluate ``schedule`` at a float step count: optax's decays computed from the int32 count
+    come out in float32 (0.1 becomes 0.10000000149) even when a run is in float64."""
+    return lambda count: schedule(jnp.asarray(count, dtype=jnp.result_type(float)))
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -66,7 +73,7 @@ def warm_restarts(lr: float, period: int, period_mult: float = 1.0, alpha: float
         cycles.append(dict(init_value=lr, peak_value=lr, warmup_steps=0, decay_steps=steps, end_value=alpha * lr))
         covered += steps
         length *= period_mult
-    return optax.sgdr_schedule(cycles)
+    return _on_float_steps(optax.sgdr_schedule(cycles))
 
 
 def make_schedule(name: str, lr: float, *, decay: float | None = None, decay_steps: int | None = None,
@@ -87,9 +94,10 @@ def make_schedule(name: str, lr: float, *, decay: float | None = None, decay_ste
         decay = 0.99 if decay is None else decay
         _check_decay(decay)
         steps = _positive_int("decay_steps", decay_steps if decay_steps is not None else (1 if name == "exponential" else 100))
-        return optax.exponential_decay(lr, transition_steps=steps, decay_rate=decay, staircase=name == "step")
+        return _on_float_steps(optax.exponential_decay(lr, transition_steps=steps, decay_rate=decay,
+                                                       staircase=name == "step"))
     if name == "cosine":
         _check_alpha(alpha)
         steps = _positive_int("decay_steps", decay_steps if decay_steps is not None else max(horizon, 1))
-        return optax.cosine_decay_schedule(lr, decay_steps=steps, alpha=alpha)
+        return _on_float_steps(optax.cosine_decay_schedule(lr, decay_steps=steps, alpha=alpha))
     return warm_restarts(lr, period if period is not None else 100, period_mult, alpha, horizon)

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 
 RUNNING, CONVERGED, MAX_STEPS, DIVERGED = 0, 1, 2, 3
+MAX_STEPS_LIMIT = 2**31 - 2     # the step counter is int32
+PATIENCE_LIMIT = 100_000         # the window of recent losses is an array of patience + 1
 STOP_REASONS = {RUNNING: "running", CONVERGED: "converged", MAX_STEPS: "max_steps", DIVERGED: "diverged"}
 
 
@@ -40,14 +42,14 @@ class StopCriteria(NamedTuple):
 
     def validate(self) -> "StopCriteria":
         """Return self, or raise ValueError naming the first bad setting."""
-        if not isinstance(self.max_steps, int) or self.max_steps < 0:
-            raise ValueError(f"max_steps must be a whole number ≥ 0, got {self.max_steps!r}.")
+        if not isinstance(self.max_steps, int) or not 0 <= self.max_steps <= MAX_STEPS_LIMIT:
+            raise ValueError(f"max_steps must be a whole number from 0 to {MAX_STEPS_LIMIT:,}, got {self.max_steps!r}.")
         for name in ("tol", "grad_tol"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
                 raise ValueError(f"{name} must be a finite number ≥ 0 (0 turns it off), got {v!r}.")
-        if not isinstance(self.patience, int) or self.patience < 1:
-            raise ValueError(f"patience must be a whole number ≥ 1, got {self.patience!r}.")
+        if not isinstance(self.patience, int) or not 1 <= self.patience <= PATIENCE_LIMIT:
+            raise ValueError(f"patience must be a whole number from 1 to {PATIENCE_LIMIT:,}, got {self.patience!r}.")
         if not (self.divergence_factor > 0):
             raise ValueError(f"divergence_factor must be positive, got {self.divergence_factor!r}.")
         return self
