@@ -396,9 +396,9 @@ def test_check_looks_at_the_range_over_the_window_not_one_step():
     assert check_sequence(c, [0.5 - k * tol / 4 for k in range(5)]) == [R, R, R, C, C]
     # a drift of tol/2 per step is within tol each step, but spans 3/2 tol: not converged
     assert check_sequence(c, [0.5 - k * tol / 2 for k in range(8)]) == [R] * 8
-    # an oscillation of amplitude tol·3/4 never has one step's change below tol... but its range is
-    # what counts: 1.5 tol > tol, so not converged either
-    assert check_sequence(c, [0.5 + (-1) ** k * 0.75 * tol for k in range(8)]) == [R] * 8
+    # a loss that sits still for two steps and jumps back and forth by 2 tol: some single steps
+    # change by 0, but every window spans 2 tol, so it never converges
+    assert check_sequence(c, [0.5 + 2 * tol * (k % 3 == 0) for k in range(9)]) == [R] * 9
 
 
 def test_check_tolerance_is_relative_to_max_one_abs_loss():
