@@ -119,6 +119,14 @@ def test_negative_step_size_runs_away_and_is_reported_as_diverged(divergence):
     assert kl[-1] > 10 * kl[0]
 
 
+@pytest.mark.parametrize("divergence", ["forward", "reverse"])
+def test_negative_step_size_with_a_shared_mean_climbs_until_max_steps(divergence):
+    """With p and q centred together, ascent only inflates the variance (documented in the README)."""
+    res = gdlab.fit("N(0, 1)", "N(0, 5)", divergence, optim.gd(-0.02), max_steps=2000)
+    assert res.stop_reason == "max_steps" and res.steps == 2000
+    assert np.all(np.diff(res.trace.loss) > 0) and res.q.var > 5.0 and res.q.mean == 0.0
+
+
 def test_momentum_reaches_the_tolerance_in_fewer_steps():
     plain = gdlab.fit("N(2, 1)", "N(0, 5)", "forward", optim.momentum(0.02, 0.0))
     heavy = gdlab.fit("N(2, 1)", "N(0, 5)", "forward", optim.momentum(0.02, 0.9))
