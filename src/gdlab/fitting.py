@@ -90,32 +90,37 @@ def _moments_for_display(family: Family, theta: jax.Array) -> tuple[jax.Array, j
     return mean, cov
 
 
+def _kl(direction: str, family: Family, theta: jax.Array, data: FitData) -> jax.Array:
+    mean, cov = family.moments(theta)
+    if direction == "forward":
+        return divergences.kl_forward(data.target, mean, cov, data.entropy_p)
+    return divergences.kl_reverse(data.target, mean, cov, data.eps)
+
+
+def _other(divergence: str) -> str:
+    return "reverse" if divergence == "forward" else "forward"
+
+
 @functools.lru_cache(maxsize=None)
 def _kl_functions(family: Family, divergence: str, trace_both: bool):
-    """(loss, metrics) for a family and direction; cached so compiled runs are reused."""
+    """(loss, metrics, both) for a family and direction; cached so compiled runs are reused.
 
-    def both(theta, data: FitData):
-        mean, cov = family.moments(theta)
-        fwd = divergences.kl_forward(data.target, mean, cov, data.entropy_p)
-        rev = divergences.kl_reverse(data.target, mean, cov, data.eps)
-        return fwd, rev
+    The metrics hold only the direction not being minimised: the minimised one is the loss,
+    which the engine records already (it is copied to ``kl_<direction>`` after the run).
+    """
 
     def loss(theta, data: FitData):
-        mean, cov = family.moments(theta)
-        if divergence == "forward":
-            value = divergences.kl_forward(data.target, mean, cov, data.entropy_p)
-        else:
-            value = divergences.kl_reverse(data.target, mean, cov, data.eps)
-        return jnp.where(family.in_domain(theta), value, jnp.nan)
+        return jnp.where(family.in_domain(theta), _kl(divergence, family, theta, data), jnp.nan)
 
     def metrics(theta, data: FitData):
         mean, var = _moments_for_display(family, theta)
         out = dict(mean=mean, var=var)
         if trace_both:
-            out["kl_forward"], out["kl_reverse"] = both(theta, data)
-        else:
-            out["kl_" + divergence] = loss(theta, data)
+            out["kl_" + _other(divergence)] = _kl(_other(divergence), family, theta, data)
         return out
+
+    def both(theta, data: FitData):
+        return _kl("forward", family, theta, data), _kl("reverse", family, theta, data)
 
     return loss, metrics, jax.jit(both)
 
@@ -240,4 +245,5 @@ def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol
     q = Gaussian(float(mean), float(var)) if dim == 1 else Gaussian(mean, var)
     return FitResult(q=q, loss=result.loss, kl_forward=fwd, kl_reverse=rev, steps=result.steps,
                      stop_reason=result.stop_reason, message=_ending(result, fam), elapsed=result.elapsed,
-                     params=result.params, family=fam, divergence=divergence, trace=result.trace)
+                     params=result.params, family=fam, divergence=divergence,
+                     trace=engine.Trace({**result.trace.columns, "kl_" + divergence: result.trace.loss}))
