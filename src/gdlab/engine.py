@@ -40,14 +40,19 @@ class Objective(NamedTuple):
       loss: (θ, data) ↦ scalar; pure and jittable. Return NaN where θ is out of the domain.
       data: a pytree of arrays passed to ``loss`` (and ``metrics``, ``fisher``).
       metrics: (θ, data) ↦ dict of arrays recorded in the trace at every step, or None.
-      fisher: (θ, data) ↦ the Fisher information matrix at θ, passed to optimizers that use
-        it (natural gradient) as the extra argument ``fisher``; None if unknown.
+      fisher: (θ, data) ↦ the Fisher information at θ, passed to optimizers that use it
+        (:func:`gdlab.optim.natural`) as the extra argument ``fisher``: a matrix (P, P) for the
+        flattened θ, or a function v ↦ F v (Fisher-vector products, for large P); None if unknown.
+      in_domain: θ ↦ bool, whether θ is a valid parameter; passed as the extra argument
+        ``in_domain`` so that an optimizer may shorten a step that would leave the domain
+        (natural gradient does; plain gradient descent does not, and such a run diverges).
     """
 
     loss: LossFn
     data: Any = None
     metrics: MetricsFn | None = None
-    fisher: Callable[[Params, Any], jax.Array] | None = None
+    fisher: Callable[[Params, Any], Any] | None = None
+    in_domain: Callable[[Params], jax.Array] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def _where(pred, new, old):
 
 
 @lru_cache(maxsize=64)
-def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, optimizer: optax.GradientTransformation,
+def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain, optimizer: optax.GradientTransformation,
                     criteria: stopping.StopCriteria, length: int):
     opt = optax.with_extra_args_support(optimizer)
 
@@ -111,6 +116,8 @@ def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, optimizer: 
         reason, recent = stopping.check(criteria, carry.step, value, first, grad_norm, params_finite,
                                         carry.recent_losses)
         extra = {} if fisher is None else {"fisher": fisher(carry.params, data)}
+        if in_domain is not None:
+            extra["in_domain"] = in_domain
         updates, new_state = opt.update(grad, carry.opt_state, carry.params, **extra)
         go = reason == stopping.RUNNING
         row = dict(step=carry.step, loss=value, grad_norm=grad_norm, lr=learning_rate(new_state),
@@ -163,7 +170,8 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
     criteria.validate()
     length = chunk_size or min(criteria.max_steps + 1, 1024)
     params = jnp.asarray(init_params)
-    chunk = _compiled_chunk(objective.loss, objective.metrics, objective.fisher, optimizer, criteria, length)
+    chunk = _compiled_chunk(objective.loss, objective.metrics, objective.fisher, objective.in_domain, optimizer,
+                            criteria, length)
     zero = jnp.zeros((), params.dtype)
     carry = _Carry(params, optimizer.init(params), jnp.zeros((), jnp.int32), zero,
                    stopping.recent_losses_init(criteria, params.dtype), jnp.zeros((), jnp.int32))

@@ -7,25 +7,29 @@ without recompiling, and the learning rate actually used at each step can be rea
 (:func:`learning_rate`). Negative learning rates are allowed on purpose: gradient *ascent*
 shows a run "running away" (source text 000, "set the step size to -0.02").
 
-Natural gradient (Fisher-preconditioned) steps slot in as further transforms whose
-``update`` receives the Fisher information at the current parameters as an extra argument
-``fisher`` (``optax.GradientTransformationExtraArgs``); the engine passes it to every
-optimizer and plain ones ignore it.
+Natural gradient (:func:`natural`) is a ``GradientTransformationExtraArgs`` whose ``update``
+receives the Fisher information at the current parameters as the extra argument ``fisher``
+(and the parameter domain as ``in_domain``); the engine passes both to every optimizer and
+plain ones ignore them. In the words of optimistix, every optimizer here is a direction times
+a step: the Euclidean direction −∇L or the Fisher direction −F⁻¹∇L, times a constant,
+scheduled or KL-trust-region step.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Union
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 Schedule = Callable[[jax.Array], jax.Array]
 LearningRate = Union[float, Schedule]
 
-OPTIMIZERS = ("gd", "momentum", "nesterov", "adam")
+OPTIMIZERS = ("gd", "momentum", "nesterov", "adam", "natural")
+SOLVERS = ("auto", "cholesky", "cg")
 
 
 def _check_lr(lr: LearningRate) -> None:
@@ -123,14 +127,210 @@ def adam(lr: LearningRate = 0.01, b1: float = 0.9, b2: float = 0.999,
     return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2, eps=eps)
 
 
-def by_name(name: str, lr: LearningRate, momentum: float | None = None) -> optax.GradientTransformation:
+
+class NaturalGradientState(NamedTuple):
+    """State of :func:`natural`: the momentum buffer (unused when momentum = 0)."""
+
+    velocity: jax.Array
+
+
+FisherArg = Union[jax.Array, Callable[[jax.Array], jax.Array]]
+
+
+def solve_fisher(fisher: FisherArg, grad: jax.Array, damping: float | jax.Array = 0.0, solver: str = "auto",
+                 cg_maxiter: int | None = None) -> jax.Array:
+    r"""The natural-gradient direction (F + λI)⁻¹ g, by solving, never by inverting F.
+
+    .. math::  (F + \lambda I)\, x = g
+
+    Args:
+      fisher: F as a (P, P) matrix, or a function v ↦ F v (a Fisher-vector product, for P too
+        large to form F).
+      grad: g, shape (P,).
+      damping: λ ≥ 0, added to the diagonal (Levenberg–Marquardt damping).
+      solver: ``cholesky`` (dense F), ``cg`` (conjugate gradient, with F v products only), or
+        ``auto``: Cholesky for a matrix, conjugate gradient for a function.
+      cg_maxiter: conjugate-gradient iterations (default: JAX's, 10 P).
+
+    Returns:
+      x, shape (P,). A singular or indefinite F + λI gives non-finite entries (the engine then
+      reports the run as diverged); use damping > 0 for such an F.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = solve_fisher(jnp.array([[2.0, 0.0], [0.0, 4.0]]), jnp.array([1.0, 1.0]))
+      >>> [round(float(v), 12) for v in x]
+      [0.5, 0.25]
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}.")
+    if callable(fisher) or solver == "cg":
+        matvec = fisher if callable(fisher) else (lambda v: fisher @ v)
+        damped = lambda v: matvec(v) + damping * v  # noqa: E731
+        x, _ = jax.scipy.sparse.linalg.cg(damped, grad, tol=1e-12, maxiter=cg_maxiter)
+        return x
+    damped = fisher + damping * jnp.eye(fisher.shape[0], dtype=fisher.dtype)
+    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(damped, lower=True), grad)
+
+
+def shorten_into_domain(in_domain: Callable[[Any], jax.Array], params: Any, step: Any, halvings: int = 60) -> Any:
+    r"""The longest of step, step/2, step/4, … (``halvings`` times) that keeps θ + step in the domain.
+
+    .. math::  \alpha = \max\{2^{-k} : k = 0..K,\ \theta + 2^{-k}\delta \in \Theta\}, \qquad
+               \delta \leftarrow \alpha\,\delta \quad (\alpha = 0 \text{ if none is})
+
+    A natural-gradient step can overshoot the parameter domain (a negative variance or
+    precision, η₂ ≥ 0): it is shortened, never silently accepted.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> positive = lambda th: jnp.all(th > 0)
+      >>> [float(v) for v in shorten_into_domain(positive, jnp.array([1.0]), jnp.array([-3.0]))]
+      [-0.75]
+    """
+    flat, unravel = ravel_pytree(params)
+    delta, unravel_step = ravel_pytree(step)
+    alphas = 0.5 ** jnp.arange(halvings + 1, dtype=flat.dtype)
+    ok = jax.vmap(lambda a: jnp.all(in_domain(unravel(flat + a * delta))))(alphas)
+    alpha = jnp.where(jnp.any(ok), alphas[jnp.argmax(ok)], 0.0)
+    return unravel_step(alpha * delta)
+
+
+def _natural(learning_rate, damping, momentum, trust_region, solver, cg_maxiter):
+    def init_fn(params):
+        flat, _ = ravel_pytree(params)
+        return NaturalGradientState(velocity=jnp.zeros_like(flat))
+
+    def update_fn(updates, state, params=None, *, fisher=None, in_domain=None, **extra_args):
+        del extra_args
+        if fisher is None:
+            raise ValueError("the natural gradient needs the Fisher information at θ, passed to update as the "
+                             "extra argument `fisher`; gdlab's engine passes it for objectives that define one "
+                             "(gdlab.fit and gdlab.train do).")
+        grad, unravel = ravel_pytree(updates)
+        direction = solve_fisher(fisher, grad, damping, solver, cg_maxiter)
+        rate = learning_rate
+        if trust_region is not None:
+            # ½ δᵀFδ = ε for δ = −η F⁻¹g gives η = √(2ε / gᵀF⁻¹g); never longer than lr.
+            eta = jnp.sqrt(2.0 * trust_region / jnp.vdot(grad, direction))
+            rate = jnp.sign(learning_rate) * jnp.minimum(jnp.abs(learning_rate), eta)
+        velocity = momentum * state.velocity + direction
+        step = unravel(-rate * velocity)
+        if in_domain is not None and params is not None:
+            step = shorten_into_domain(in_domain, params, step)
+        return step, NaturalGradientState(velocity=velocity)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def natural(lr: LearningRate = 1.0, damping: float = 0.0, *, momentum: float = 0.0,
+            trust_region: float | None = None, solver: str = "auto",
+            cg_maxiter: int | None = None) -> optax.GradientTransformationExtraArgs:
+    r"""Natural gradient descent: the gradient preconditioned by the inverse Fisher information.
+
+    .. math::
+
+       \delta_t = -\eta_t\,(F(\theta_t) + \lambda I)^{-1}\nabla L(\theta_t)
+
+    It is the steepest-descent step when distance is measured by KL divergence between the
+    distributions rather than by Euclidean distance between parameters: minimising the
+    linearised loss ∇Lᵀδ subject to KL(q_θ‖q_{θ+δ}) ≈ ½ δᵀFδ = ε (the Lagrangian
+    ∇Lᵀδ + ½ν δᵀFδ, set to zero in δ) gives δ ∝ −F⁻¹∇L. Because F transforms as a metric
+    (F_φ = Jᵀ F_θ J for θ = θ(φ)), the step moves q by the same amount in every
+    parameterization, to first order in η.
+
+    With ``trust_region=ε`` the step length is the Lagrangian's: η_t = √(2ε / gᵀ(F+λI)⁻¹g), so
+    the predicted KL(q_θ‖q_{θ+δ}) = ½ δᵀFδ equals ε; it is capped at ``lr`` (a full natural step
+    at lr = 1), so near the optimum the steps shrink and the run converges.
+
+    Exponential families (the 1-D Gaussian's ``natural`` η and ``expectation`` μ = E[T(x)]
+    parameterizations) show the duality exactly. With A(η) the log-partition function,
+    μ = ∇A(η) and F_η = ∇²A(η) = ∂μ/∂η, and F_μ = F_η⁻¹. By the chain rule
+    ∇_η L = F_η ∇_μ L, so the natural gradient in η is the plain gradient in μ, and vice versa:
+
+    - forward KL(p‖q_η) = A(η) − ηᵀE_p[T] + const has ∇_η L = μ − E_p[T]; a natural step of
+      lr = 1 in μ lands on μ = E_p[T], the moment match, in **one step** (to any target p);
+    - reverse KL(q_η‖p) to a Gaussian p = q_{η_p} is (η − η_p)ᵀμ − A(η) + A(η_p), with
+      ∇_η L = F_η(η − η_p); a natural step of lr = 1 in η lands on η_p in **one step**;
+    - in (mean, variance), F = diag(1/v, 1/(2v²)) and forward KL to p gives m ← E_p[x] at the
+      first step and v ← Var_p(x) at the second.
+
+    A step that would leave the parameter domain (a negative variance or precision) is
+    shortened by halving until it stays inside (:func:`shorten_into_domain`), when the engine
+    passes the domain (``gdlab.fit`` does).
+
+    Args:
+      lr: step size η or an optax schedule (a full natural step is lr = 1).
+      damping: λ ≥ 0 added to F's diagonal; needed when F is singular.
+      momentum: β ∈ [0, 1): heavy-ball momentum on the natural direction.
+      trust_region: ε > 0, the KL each step may move q by (None: no trust region).
+      solver: ``auto`` (Cholesky for a dense F, conjugate gradient for a Fisher-vector
+        product), ``cholesky`` or ``cg``.
+      cg_maxiter: conjugate-gradient iterations.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update(g, state, params, fisher=F)``
+      takes F as a (P, P) matrix or a function v ↦ F v; lr, damping, momentum and ε are
+      injected hyperparameters (traced: changing them does not recompile).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt = natural(lr=1.0)
+      >>> F = jnp.diag(jnp.array([1.0 / 2.0, 1.0 / (2 * 2.0 ** 2)]))     # N(m, v=2) in mean_var
+      >>> u, _ = opt.update(jnp.array([0.5, -0.125]), opt.init(jnp.zeros(2)), fisher=F)
+      >>> [round(float(x), 12) for x in u]                                # -F⁻¹g
+      [-1.0, 1.0]
+
+    References:
+      Amari, "Natural gradient works efficiently in learning", Neural Computation, 1998.
+      Martens, "New insights and perspectives on the natural gradient method", JMLR, 2020.
+      Schulman et al., "Trust region policy optimization", ICML 2015 (the KL-constrained step).
+    """
+    _check_lr(lr)
+    if not isinstance(damping, (int, float)) or not math.isfinite(damping) or damping < 0:
+        raise ValueError(f"damping must be a finite number ≥ 0 (try 1e-6 for a singular Fisher), got {damping!r}.")
+    if not isinstance(momentum, (int, float)) or not (0.0 <= momentum < 1.0):
+        raise ValueError(f"momentum must be a number in [0, 1) for the natural gradient, got {momentum!r}.")
+    if trust_region is not None:
+        if not isinstance(trust_region, (int, float)) or not math.isfinite(trust_region) or trust_region <= 0:
+            raise ValueError(f"trust_region must be a positive KL, e.g. 0.01, got {trust_region!r}.")
+        if momentum != 0:
+            raise ValueError("trust_region and momentum cannot be combined: the KL bound holds for each natural "
+                             "step itself, not for an accumulated velocity; drop one of them.")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}.")
+    if cg_maxiter is not None and (not isinstance(cg_maxiter, int) or cg_maxiter < 1):
+        raise ValueError(f"cg_maxiter must be a whole number ≥ 1, got {cg_maxiter!r}.")
+    return optax.inject_hyperparams(_natural, static_args=("solver", "cg_maxiter"))(
+        learning_rate=lr, damping=float(damping), momentum=float(momentum),
+        trust_region=None if trust_region is None else float(trust_region), solver=solver, cg_maxiter=cg_maxiter)
+
+
+def natural_state(state: Any) -> tuple[float, float] | None:
+    """(damping, trust_region or NaN) of a :func:`natural` optimizer's state, or None for other optimizers."""
+    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    is_leaf = lambda x: isinstance(x, injected)  # noqa: E731
+    for s in jax.tree_util.tree_leaves(state, is_leaf=is_leaf):
+        if is_leaf(s) and isinstance(s.inner_state, NaturalGradientState):
+            return float(s.hyperparams["damping"]), float(s.hyperparams.get("trust_region", float("nan")))
+    return None
+
+def by_name(name: str, lr: LearningRate, momentum: float | None = None, *, damping: float | None = None,
+            trust_region: float | None = None) -> optax.GradientTransformation:
     """The optimizer called ``name`` (one of ``OPTIMIZERS``) with learning rate ``lr``.
 
-    ``momentum`` is used by ``momentum`` and ``nesterov`` (default 0.9) and refused elsewhere
-    rather than silently ignored.
+    ``momentum`` is used by ``momentum`` and ``nesterov`` (default 0.9) and by ``natural``
+    (default 0); ``damping`` and ``trust_region`` by ``natural`` only. An option that does not
+    apply to the optimizer is refused rather than silently ignored.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}.")
+    if name == "natural":
+        return natural(lr, damping or 0.0, momentum=momentum or 0.0, trust_region=trust_region)
+    for option, value in (("damping", damping), ("trust_region", trust_region)):
+        if value is not None:
+            raise ValueError(f"{option} applies to the natural optimizer, not {name!r}; use --optimizer natural "
+                             f"or drop --{option.replace('_', '-')}.")
     if name in ("momentum", "nesterov"):
         return globals()[name](lr, 0.9 if momentum is None else momentum)
     if momentum is not None and momentum != 0:

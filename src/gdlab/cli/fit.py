@@ -1,36 +1,14 @@
-"""The ``gdlab`` command line: ``gdlab fit`` (more commands arrive with their issues).
-
-JAX is imported inside the commands, not at the top, so ``gdlab --help`` answers at once.
-Every bad input ends in one sentence on stderr and exit code 2; a run that completes exits 0
-whatever its stop reason (``converged``, ``max_steps`` or ``diverged``).
-"""
+"""``gdlab fit``: fit a Gaussian q to a target p by gradient descent on KL divergence."""
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-from typing import Any, Optional
+from typing import Optional
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-USAGE_ERROR = 2
-
-
-class UserError(Exception):
-    """Bad input detected by gdlab itself: one sentence, exit code 2."""
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="gdlab", prog_name="gdlab")
-def app() -> None:
-    """gdlab: gradient descent in parameter space and in distribution space.
-
-    Fit distributions by gradient descent on KL divergence and see how step size, momentum,
-    schedules and parameterizations behave. N(m, v) means mean m and VARIANCE v.
-    """
+from gdlab.cli import UserError, app, check_json_path, emit_json, finite, fmt, json_num, progress_bar
 
 
 @app.command("fit", no_args_is_help=True)
@@ -88,23 +66,17 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
       gdlab fit --target "0.5*N(-2, 0.25) + 0.5*N(2, 0.25)" --init "N(0.5, 5)" \\
                 --divergence reverse --optimizer momentum --lr 0.05 --momentum 0.9 --json -
     """
-    import os
-
     from gdlab import optim, schedules
     from gdlab.fitting import fit
     from gdlab.specs import parse_distribution
 
     target_spec = parse_distribution(target, what="--target")
     init_spec = None if init is None else parse_distribution(init, what="--init")
-    if json_out not in (None, "-") and not os.access(os.path.dirname(os.path.abspath(json_out)), os.W_OK):
-        raise UserError(f"cannot write --json {json_out!r}: its folder does not exist or is not writable; "
-                        f"give a writable path or '-'.")
+    check_json_path(json_out)
 
-    _finite("--lr", lr)
-    for name, value in (("--momentum", momentum), ("--decay", decay), ("--alpha", alpha),
+    for name, value in (("--lr", lr), ("--momentum", momentum), ("--decay", decay), ("--alpha", alpha),
                         ("--period-mult", period_mult), ("--tol", tol), ("--grad-tol", grad_tol)):
-        if value is not None:
-            _finite(name, value)
+        finite(name, value)
     rate = schedules.make_schedule(schedule, lr, decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
                                    period_mult=period_mult, horizon=max_steps)
     if schedule not in ("exponential", "step") and decay is not None:
@@ -114,70 +86,40 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
     opt = optim.by_name(optimizer, rate, momentum)
 
     err = Console(stderr=True)
-    progress = _progress(err, max_steps, quiet=json_out == "-")
+    progress = progress_bar(err, quiet=json_out == "-")
     with progress:
         task = progress.add_task("fitting", total=max_steps)
         result = fit(target_spec, init_spec, divergence, opt, family=family, param=param, max_steps=max_steps, tol=tol,
                      patience=patience, grad_tol=grad_tol, samples=samples, seed=seed,
                      callback=lambda rows: progress.update(task, completed=int(rows["step"][-1]) if len(rows["step"]) else 0))
 
-    payload = _fit_json(result, lr, optimizer, schedule)
+    emit_json(_fit_json(result, lr, optimizer, schedule), json_out)
     if json_out == "-":
-        sys.stdout.write(json.dumps(payload) + "\n")
         err.print(result.message, highlight=False)
-        return
-    if json_out is not None:
-        try:
-            with open(json_out, "w") as fh:
-                json.dump(payload, fh)
-        except OSError as exc:
-            raise UserError(f"cannot write --json {json_out!r}: {exc.strerror}; give a writable path or '-'.") from None
-    _print_fit(Console(), result)
-
-
-def _finite(name: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise UserError(f"{name} must be a finite number, got {value}.")
-
-
-def _progress(console: Console, total: int, quiet: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=quiet or not console.is_terminal)
-
-
-def _num(x: Any) -> Any:
-    """JSON-safe numbers: NaN and ±inf become null; arrays become nested lists."""
-    import numpy as np
-
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim == 0:
-        v = float(arr)
-        return v if math.isfinite(v) else None
-    return [_num(a) for a in arr]
+    else:
+        _print_fit(Console(), result)
 
 
 def _fit_json(result, lr: float, optimizer: str, schedule: str) -> dict:
     tr = result.trace
-    trace = {name: _num(getattr(tr, name)) for name in ("loss", "mean", "var", "lr", "grad_norm")}
+    trace = {name: json_num(getattr(tr, name)) for name in ("loss", "mean", "var", "lr", "grad_norm")}
     trace["step"] = [int(s) for s in tr.step]
     for name in ("kl_forward", "kl_reverse"):
         if name in tr:
-            trace[name] = _num(getattr(tr, name))
-    trace["params"] = _num(tr.params)
+            trace[name] = json_num(getattr(tr, name))
+    trace["params"] = json_num(tr.params)
     return {
         "stop_reason": result.stop_reason,
         "steps": result.steps,
-        "loss": _num(result.loss),
-        "kl_forward": _num(result.kl_forward),
-        "kl_reverse": _num(result.kl_reverse),
-        "q": {"mean": _num(result.q.mean), "var": _num(result.q.var)},
+        "loss": json_num(result.loss),
+        "kl_forward": json_num(result.kl_forward),
+        "kl_reverse": json_num(result.kl_reverse),
+        "q": {"mean": json_num(result.q.mean), "var": json_num(result.q.var)},
         "message": result.message,
         "divergence": result.divergence,
         "family": result.family.name,
         "param": result.family.param,
-        "params": _num(result.params),
+        "params": json_num(result.params),
         "optimizer": optimizer,
         "lr": lr,
         "schedule": schedule,
@@ -186,57 +128,19 @@ def _fit_json(result, lr: float, optimizer: str, schedule: str) -> dict:
     }
 
 
-def _fmt(x: Any) -> str:
-    import numpy as np
-
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim == 0:
-        return f"{float(arr):.10g}"
-    return np.array2string(arr, precision=8, separator=", ", suppress_small=False)
-
-
 def _print_fit(console: Console, result) -> None:
     table = Table(title=f"fit: minimise {'KL(p||q)' if result.divergence == 'forward' else 'KL(q||p)'}",
                   show_header=True, header_style="bold")
     table.add_column("quantity")
     table.add_column("value", overflow="fold")
     one_d = result.family.dim == 1
-    table.add_row("mean", _fmt(result.q.mean))
-    table.add_row("variance" if one_d else "covariance", _fmt(result.q.var))
-    table.add_row("KL(p||q)  forward", _fmt(result.kl_forward))
-    table.add_row("KL(q||p)  reverse", _fmt(result.kl_reverse))
+    table.add_row("mean", fmt(result.q.mean))
+    table.add_row("variance" if one_d else "covariance", fmt(result.q.var))
+    table.add_row("KL(p||q)  forward", fmt(result.kl_forward))
+    table.add_row("KL(q||p)  reverse", fmt(result.kl_reverse))
     table.add_row("steps", str(result.steps))
     table.add_row("stop reason", result.stop_reason)
     table.add_row("parameterization", f"{result.family.name} / {result.family.param}")
     table.add_row("time", f"{result.elapsed:.2f} s")
     console.print(table)
     console.print(result.message, highlight=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``gdlab`` script: runs the app, turns every bad input into exit code 2."""
-    from gdlab.specs import SpecError
-
-    args = sys.argv[1:] if argv is None else argv
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        app.main(args=args, prog_name="gdlab", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.NoArgsIsHelpError as exc:  # `gdlab` or `gdlab fit` alone: show the help
-        click.echo(exc.ctx.get_help() if exc.ctx is not None else "")
-        return 0
-    except click.exceptions.Abort:
-        err.print("gdlab: aborted.")
-        return 130
-    except click.ClickException as exc:  # bad option, missing value, unknown choice
-        err.print(f"gdlab: error: {exc.format_message()}", markup=False)
-        return USAGE_ERROR
-    except (UserError, SpecError, ValueError) as exc:
-        err.print(f"gdlab: error: {exc}", markup=False)
-        return USAGE_ERROR
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

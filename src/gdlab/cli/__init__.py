@@ -1,0 +1,121 @@
+"""The ``gdlab`` command line. One module per command (``gdlab.cli.fit``, ...), all on one
+click group, ``app``; this module holds what they share: the exit-2 error handling, JSON output,
+progress bars.
+
+JAX is imported inside the commands, not at the top, so ``gdlab --help`` answers at once.
+Every bad input ends in one sentence on stderr and exit code 2; a run that completes exits 0
+whatever its stop reason (``converged``, ``max_steps`` or ``diverged``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+USAGE_ERROR = 2
+
+
+class UserError(Exception):
+    """Bad input detected by gdlab itself: one sentence, exit code 2."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="gdlab", prog_name="gdlab")
+def app() -> None:
+    """gdlab: gradient descent in parameter space and in distribution space.
+
+    Fit distributions by gradient descent on KL divergence and see how step size, momentum,
+    schedules and parameterizations behave. N(m, v) means mean m and VARIANCE v.
+    """
+
+
+def finite(name: str, value: float | None) -> None:
+    """Refuse NaN and ±inf for the option ``name`` (None means not given)."""
+    if value is not None and not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, got {value}.")
+
+
+def check_json_path(json_out: str | None) -> None:
+    """Fail before any work if ``--json PATH`` cannot be written (``-`` is stdout)."""
+    import os
+
+    if json_out not in (None, "-") and not os.access(os.path.dirname(os.path.abspath(json_out)), os.W_OK):
+        raise UserError(f"cannot write --json {json_out!r}: its folder does not exist or is not writable; "
+                        f"give a writable path or '-'.")
+
+
+def emit_json(payload: dict, json_out: str | None) -> None:
+    """Write ``payload`` to ``--json PATH``, or to stdout (alone) for ``-``; nothing for None."""
+    if json_out == "-":
+        sys.stdout.write(json.dumps(payload) + "\n")
+    elif json_out is not None:
+        try:
+            with open(json_out, "w") as fh:
+                json.dump(payload, fh)
+        except OSError as exc:
+            raise UserError(f"cannot write --json {json_out!r}: {exc.strerror}; give a writable path or '-'.") from None
+
+
+def progress_bar(console: Console, quiet: bool = False):
+    """A rich progress bar on ``console``, shown only on a terminal and not with ``--json -``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=quiet or not console.is_terminal)
+
+
+def json_num(x: Any) -> Any:
+    """JSON-safe numbers: NaN and ±inf become null; arrays become nested lists."""
+    import numpy as np
+
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 0:
+        v = float(arr)
+        return v if math.isfinite(v) else None
+    return [json_num(a) for a in arr]
+
+
+def fmt(x: Any) -> str:
+    """A number or array for a table cell."""
+    import numpy as np
+
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 0:
+        return f"{float(arr):.10g}"
+    return np.array2string(arr, precision=8, separator=", ", suppress_small=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gdlab`` script: runs the app, turns every bad input into exit code 2."""
+    from gdlab.specs import SpecError
+
+    args = sys.argv[1:] if argv is None else argv
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        app.main(args=args, prog_name="gdlab", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # `gdlab` or `gdlab fit` alone: show the help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else "")
+        return 0
+    except click.exceptions.Abort:
+        err.print("gdlab: aborted.")
+        return 130
+    except click.ClickException as exc:  # bad option, missing value, unknown choice
+        err.print(f"gdlab: error: {exc.format_message()}", markup=False)
+        return USAGE_ERROR
+    except (UserError, SpecError, ValueError) as exc:
+        err.print(f"gdlab: error: {exc}", markup=False)
+        return USAGE_ERROR
+    return 0
+
+
+from gdlab.cli import fit as _fit  # noqa: E402,F401  (each import registers its command on `app`)
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
