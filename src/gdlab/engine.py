@@ -15,10 +15,12 @@ new problem of the same shapes reuses the compiled code.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +81,9 @@ class Trace:
         return name in self.columns
 
 
+_REASON_CODES = {name: code for code, name in stopping.STOP_REASONS.items() if code != stopping.RUNNING}
+
+
 class RunResult(NamedTuple):
     """How a run ended: the final θ, its loss, the number of updates, why it stopped, the trace."""
 
@@ -90,7 +95,9 @@ class RunResult(NamedTuple):
     trace: Trace
 
 
-class _Carry(NamedTuple):
+class Carry(NamedTuple):
+    """The loop state between steps (a pytree: ``vmap`` over it runs many configurations at once)."""
+
     params: Params
     opt_state: Any
     step: jax.Array
@@ -99,16 +106,32 @@ class _Carry(NamedTuple):
     reason: jax.Array
 
 
+def init_carry(optimizer: optax.GradientTransformation, init_params: Params,
+               criteria: stopping.StopCriteria) -> Carry:
+    """The state before step 0: θ_0, the optimizer's initial state, the stopping window."""
+    params = jnp.asarray(init_params)
+    zero = jnp.zeros((), params.dtype)
+    return Carry(params, optimizer.init(params), jnp.zeros((), jnp.int32), zero,
+                 stopping.recent_losses_init(criteria, params.dtype), jnp.zeros((), jnp.int32))
+
+
 def _where(pred, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-@lru_cache(maxsize=64)
-def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain, optimizer: optax.GradientTransformation,
-                    criteria: stopping.StopCriteria, length: int):
+def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
+                  optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
+                  batched: bool = False):
+    """The uncompiled program of one chunk: ``(carry, data, batches) -> (carry, rows)``.
+
+    It runs ``length`` steps under ``lax.scan``. With ``batched``, ``batches`` is a pytree whose
+    leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
+    ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
+    ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``\ s it over carries.
+    """
     opt = optax.with_extra_args_support(optimizer)
 
-    def live(carry: _Carry, data):
+    def live(carry: Carry, data):
         value, grad = jax.value_and_grad(loss)(carry.params, data)
         grad_norm = optax.tree.norm(grad)
         first = jnp.where(carry.step == 0, value, carry.first_loss)
@@ -124,40 +147,60 @@ def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain, 
                    params=carry.params, valid=jnp.bool_(True))
         if metrics is not None:
             row.update(metrics(carry.params, data))
-        new = _Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
-                     _where(go, new_state, carry.opt_state), carry.step + go.astype(carry.step.dtype),
-                     first, recent, reason)
+        new = Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
+                    _where(go, new_state, carry.opt_state), carry.step + go.astype(carry.step.dtype),
+                    first, recent, reason)
         return new, row
 
-    def run_chunk(carry: _Carry, data):
-        row_shape = jax.eval_shape(lambda c: live(c, data)[1], carry)
+    def run_chunk(carry: Carry, data, batches=None):
+        def step_data(batch):
+            return (data, batch) if batched else data
 
-        def frozen(c: _Carry, _):
+        example = jax.tree_util.tree_map(lambda b: b[0], batches) if batched else None
+        row_shape = jax.eval_shape(lambda c: live(c, step_data(example))[1], carry)
+
+        def frozen(c: Carry, _):
             return c, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), row_shape)
 
-        def step(c: _Carry, _):
-            return jax.lax.cond(c.reason == stopping.RUNNING, lambda cc: live(cc, data), lambda cc: frozen(cc, None), c)
+        def step(c: Carry, batch):
+            return jax.lax.cond(c.reason == stopping.RUNNING, lambda cc: live(cc, step_data(batch)),
+                                lambda cc: frozen(cc, None), c)
 
-        return jax.lax.scan(step, carry, None, length=length)
+        return jax.lax.scan(step, carry, batches if batched else None, length=length)
 
-    return jax.jit(run_chunk)
+    return run_chunk
+
+
+@lru_cache(maxsize=64)
+def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
+                    optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
+                    batched: bool = False):
+    return jax.jit(chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, batched))
 
 
 def run(objective: Objective, optimizer: optax.GradientTransformation, init_params: Params,
         criteria: stopping.StopCriteria = stopping.StopCriteria(), *, chunk_size: int | None = None,
-        callback: Callable[[dict], None] | None = None) -> RunResult:
+        callback: Callable[[dict], str | None] | None = None, batches: Iterable[Any] | None = None) -> RunResult:
     """Minimise ``objective.loss`` from ``init_params`` with ``optimizer`` until ``criteria`` stop it.
 
     Args:
-      objective: the loss (and optional metrics and Fisher) with its data.
+      objective: the loss (and optional metrics, Fisher and domain) with its data.
       optimizer: an optax transform (hyperparameters injected, see :mod:`gdlab.optim`).
       init_params: θ_0, a 1-D array.
       criteria: when to stop (:class:`gdlab.stopping.StopCriteria`).
       chunk_size: steps per compiled chunk; default min(max_steps + 1, 1024).
-      callback: called after every chunk with that chunk's rows (NumPy arrays).
+      callback: called after every chunk with that chunk's rows (NumPy arrays). If it returns
+        a stop reason (``"converged"``, ``"max_steps"`` or ``"diverged"``) the run ends there
+        with that reason: this is how a caller applies a rule the compiled loop cannot see
+        (e.g. the full-data loss once per epoch of mini-batch SGD).
+      batches: for mini-batch runs, an iterable of chunks of mini-batches: pytrees whose leaves
+        have a leading axis of steps (one chunk = that many steps, e.g. one epoch); step t's
+        loss is ``objective.loss(θ, (objective.data, batch_t))``. The run ends with
+        ``max_steps`` when the batches run out.
 
     Returns:
-      A :class:`RunResult`; ``trace`` has ``steps + 1`` rows (θ_0 … θ_steps).
+      A :class:`RunResult`; ``trace`` has ``steps + 1`` rows (θ_0 … θ_steps), one fewer when
+      the batches ran out (no loss is evaluated after the last update).
 
     Example:
       >>> import jax.numpy as jnp
@@ -168,26 +211,38 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
       ('converged', 3.0)
     """
     criteria.validate()
-    length = chunk_size or min(criteria.max_steps + 1, 1024)
-    params = jnp.asarray(init_params)
-    chunk = _compiled_chunk(objective.loss, objective.metrics, objective.fisher, objective.in_domain, optimizer,
-                            criteria, length)
-    zero = jnp.zeros((), params.dtype)
-    carry = _Carry(params, optimizer.init(params), jnp.zeros((), jnp.int32), zero,
-                   stopping.recent_losses_init(criteria, params.dtype), jnp.zeros((), jnp.int32))
+    carry = init_carry(optimizer, init_params, criteria)
+    programs = functools.partial(_compiled_chunk, objective.loss, objective.metrics, objective.fisher,
+                                 objective.in_domain, optimizer, criteria)
+    if batches is None:
+        length = chunk_size or min(criteria.max_steps + 1, 1024)
+        chunks: Iterable[Any] = itertools.repeat(None)
+    else:
+        chunks = iter(batches)
     pieces = []
     start = time.perf_counter()
-    while True:
-        carry, rows = chunk(carry, objective.data)
+    for xs in chunks:
+        if batches is not None:
+            length = int(jax.tree_util.tree_leaves(xs)[0].shape[0])
+        carry, rows = programs(length, batches is not None)(carry, objective.data, xs)
         rows = jax.device_get(rows)
         valid = rows.pop("valid")
         rows = {k: np.asarray(v)[valid] for k, v in rows.items()}
         pieces.append(rows)
-        if callback is not None:
-            callback(rows)
+        asked = callback(rows) if callback is not None else None
         if int(carry.reason) != stopping.RUNNING:
             break
+        if asked is not None:
+            if asked not in _REASON_CODES:
+                raise ValueError(f"the callback returned {asked!r}; return None to go on or one of "
+                                 f"{', '.join(_REASON_CODES)} to stop.")
+            carry = carry._replace(reason=jnp.asarray(_REASON_CODES[asked], jnp.int32))
+            break
+    else:
+        carry = carry._replace(reason=jnp.asarray(stopping.MAX_STEPS, jnp.int32))
     elapsed = time.perf_counter() - start
+    if not pieces:
+        raise ValueError("batches gave no chunk of mini-batches; give at least one.")
     columns = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
     trace = Trace(columns)
     return RunResult(params=np.asarray(carry.params), loss=float(columns["loss"][-1]), steps=int(carry.step),
