@@ -127,7 +127,7 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     It runs ``length`` steps under ``lax.scan``. With ``batched``, ``batches`` is a pytree whose
     leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
     ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
-    ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``\ s it over carries.
+    ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``-s it over carries.
     """
     opt = optax.with_extra_args_support(optimizer)
 

@@ -23,6 +23,7 @@ import optax
 
 from gdlab import divergences, engine, optim, stopping
 from gdlab.families import Family, make_family
+from gdlab.fisher import analytic_fisher, is_singular
 from gdlab.specs import MixtureSpec, SpecError, parse_distribution
 from gdlab.targets import Mixture, mixture
 
@@ -66,7 +67,8 @@ class FitResult:
       steps: updates made. stop_reason: ``converged``, ``max_steps`` or ``diverged``.
       message: one sentence on how the run ended. elapsed: seconds, compilation included.
       params: the final θ. family: the family and parameterization used.
-      trace: per-step ``step, loss, grad_norm, lr, params, mean, var, kl_forward, kl_reverse``.
+      trace: per-step ``step, loss, grad_norm, lr, params, mean, var, kl_forward, kl_reverse``
+        and ``step_kl``, KL(q_t‖q_{t+1}): how far in distribution each step moved q.
     """
 
     q: Gaussian
@@ -99,6 +101,45 @@ def _kl(direction: str, family: Family, theta: jax.Array, data: FitData) -> jax.
 
 def _other(divergence: str) -> str:
     return "reverse" if divergence == "forward" else "forward"
+
+
+def _kl_between(family: Family, theta: jax.Array, theta_next: jax.Array) -> jax.Array:
+    m0, c0 = family.moments(theta)
+    m1, c1 = family.moments(theta_next)
+    return divergences.kl_gaussian(m0, c0, m1, c1)
+
+
+@functools.lru_cache(maxsize=None)
+def _geometry_of(family: Family):
+    """(θ, data) ↦ q's Fisher at θ with the exact KL from q_θ, for natural-gradient optimizers.
+
+    Cached so compiled runs are reused.
+    """
+
+    def geometry(theta, data):
+        return optim.Geometry(fisher=analytic_fisher(family, theta),
+                              kl=lambda theta_next: _kl_between(family, theta, theta_next))
+
+    return geometry
+
+
+@functools.lru_cache(maxsize=None)
+def _step_kl(family: Family):
+    """KL(q_θ‖q_θ′) for consecutive rows of a trace, vectorised and compiled once per family."""
+
+    return jax.jit(jax.vmap(functools.partial(_kl_between, family)))
+
+
+def step_kl(family: Family, params: np.ndarray) -> np.ndarray:
+    """KL(q_{θ_t}‖q_{θ_{t+1}}) for each row t of a trace's ``params``: how far in distribution
+    each step moved q (the quantity a KL trust region bounds). The last row, with no step after
+    it, is NaN.
+    """
+    params = np.asarray(params)
+    out = np.full(len(params), np.nan)
+    if len(params) > 1:
+        out[:-1] = np.asarray(_step_kl(family)(jnp.asarray(params[:-1]), jnp.asarray(params[1:])))
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,6 +178,9 @@ def kl_objective(target: str | MixtureSpec, family: Family, divergence: str, *, 
                  seed: int = 0) -> engine.Objective:
     """The objective θ ↦ KL(p‖q_θ) (``forward``) or KL(q_θ‖p) (``reverse``) for the engine.
 
+    It carries q's analytic Fisher information (:func:`gdlab.fisher.analytic_fisher`) and
+    domain, so natural-gradient optimizers work in either direction and for any target: the
+    metric is q's, the gradient is the objective's (closed form, quadrature or Monte Carlo).
     Mixtures in d ≥ 3 use ``samples`` fixed antithetic Monte Carlo draws from ``seed``.
     """
     if divergence not in DIVERGENCES:
@@ -153,7 +197,8 @@ def kl_objective(target: str | MixtureSpec, family: Family, divergence: str, *, 
     data = FitData(p, jnp.asarray(divergences.mixture_entropy(p, seed=seed)), jnp.asarray(eps))
     trace_both = p.n_components == 1 or p.dim != 2   # 2-D mixture quadrature is too dear to do twice a step
     loss, metrics, _ = _kl_functions(family, divergence, trace_both)
-    return engine.Objective(loss=loss, data=data, metrics=metrics)
+    return engine.Objective(loss=loss, data=data, metrics=metrics, fisher=_geometry_of(family),
+                            in_domain=family.in_domain)
 
 
 def _ending(result: engine.RunResult, family: Family) -> str:
@@ -233,6 +278,7 @@ def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol
     optimizer = optimizer if optimizer is not None else optim.gd(0.1)
     criteria = stopping.StopCriteria(max_steps=max_steps, tol=tol, patience=patience, grad_tol=grad_tol).validate()
     objective = kl_objective(target_spec, fam, divergence, samples=samples, seed=seed)
+    _check_fisher(optimizer, fam, theta0)
 
     result = engine.run(objective, optimizer, theta0, criteria, callback=callback)
 
@@ -246,4 +292,17 @@ def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol
     return FitResult(q=q, loss=result.loss, kl_forward=fwd, kl_reverse=rev, steps=result.steps,
                      stop_reason=result.stop_reason, message=_ending(result, fam), elapsed=result.elapsed,
                      params=result.params, family=fam, divergence=divergence,
-                     trace=engine.Trace({**result.trace.columns, "kl_" + divergence: result.trace.loss}))
+                     trace=engine.Trace({**result.trace.columns, "kl_" + divergence: result.trace.loss,
+                                         "step_kl": step_kl(fam, result.trace.params)}))
+
+
+def _check_fisher(optimizer: optax.GradientTransformation, family: Family, theta0: jax.Array) -> None:
+    """Refuse a natural-gradient run whose Fisher at the start cannot be solved (and no damping)."""
+    natural = optim.natural_state(optimizer.init(theta0))
+    if natural is None:
+        return
+    damping, _ = natural
+    if is_singular(np.asarray(analytic_fisher(family, theta0)), damping):
+        raise ValueError(f"the Fisher information of the starting q is singular or too ill-conditioned to solve "
+                         f"in float64 (damping = {damping:g}); give a damping > 0 (e.g. --damping 1e-6, "
+                         f"natural(damping=1e-6)) or a less extreme init.")

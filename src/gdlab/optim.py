@@ -137,6 +137,19 @@ class NaturalGradientState(NamedTuple):
 FisherArg = Union[jax.Array, Callable[[jax.Array], jax.Array]]
 
 
+class Geometry(NamedTuple):
+    """The Fisher information at θ with the exact KL from q_θ, as an objective can pass it.
+
+    Attributes:
+      fisher: F(θ), a (P, P) matrix or a function v ↦ F v.
+      kl: θ′ ↦ KL(q_θ‖q_θ′), exact; lets a KL trust region make each realised step KL equal ε
+        rather than only its quadratic model ½ δᵀFδ.
+    """
+
+    fisher: FisherArg
+    kl: Callable[[Any], jax.Array]
+
+
 def solve_fisher(fisher: FisherArg, grad: jax.Array, damping: float | jax.Array = 0.0, solver: str = "auto",
                  cg_maxiter: int | None = None) -> jax.Array:
     r"""The natural-gradient direction (F + λI)⁻¹ g, by solving, never by inverting F.
@@ -196,7 +209,23 @@ def shorten_into_domain(in_domain: Callable[[Any], jax.Array], params: Any, step
     return unravel_step(alpha * delta)
 
 
-def _natural(learning_rate, damping, momentum, trust_region, solver, cg_maxiter):
+def _trust_region_rate(grad, direction, params, lr, epsilon, kl, refinements):
+    """η = min(|lr|, η_ε) · sign(lr), with η_ε from ½ δᵀFδ = ε, refined on the exact KL if given."""
+    # ½ δᵀFδ = ε for δ = −η F⁻¹g gives η = √(2ε / gᵀF⁻¹g).
+    eta = jnp.sqrt(2.0 * epsilon / jnp.vdot(grad, direction))
+    if kl is not None:
+        # KL(q_θ‖q_{θ−ηd}) = c₂η² + c₃η³ + …: rescaling η by √(ε / KL(η)) converges fast
+        # (each pass shrinks the relative error about threefold for ε ~ 0.01); a NaN KL
+        # (a step out of the domain) halves η instead.
+        flat, unravel = ravel_pytree(params)
+        for _ in range(refinements):
+            realised = kl(unravel(flat - eta * direction))
+            ok = jnp.isfinite(realised) & (realised > 0)
+            eta = eta * jnp.where(ok, jnp.sqrt(epsilon / jnp.where(ok, realised, 1.0)), 0.5)
+    return jnp.sign(lr) * jnp.minimum(jnp.abs(lr), eta)
+
+
+def _natural(learning_rate, damping, momentum, trust_region, solver, cg_maxiter, refinements):
     def init_fn(params):
         flat, _ = ravel_pytree(params)
         return NaturalGradientState(velocity=jnp.zeros_like(flat))
@@ -207,13 +236,14 @@ def _natural(learning_rate, damping, momentum, trust_region, solver, cg_maxiter)
             raise ValueError("the natural gradient needs the Fisher information at θ, passed to update as the "
                              "extra argument `fisher`; gdlab's engine passes it for objectives that define one "
                              "(gdlab.fit and gdlab.train do).")
+        kl = None
+        if isinstance(fisher, Geometry):
+            fisher, kl = fisher
         grad, unravel = ravel_pytree(updates)
         direction = solve_fisher(fisher, grad, damping, solver, cg_maxiter)
         rate = learning_rate
         if trust_region is not None:
-            # ½ δᵀFδ = ε for δ = −η F⁻¹g gives η = √(2ε / gᵀF⁻¹g); never longer than lr.
-            eta = jnp.sqrt(2.0 * trust_region / jnp.vdot(grad, direction))
-            rate = jnp.sign(learning_rate) * jnp.minimum(jnp.abs(learning_rate), eta)
+            rate = _trust_region_rate(grad, direction, params, learning_rate, trust_region, kl, refinements)
         velocity = momentum * state.velocity + direction
         step = unravel(-rate * velocity)
         if in_domain is not None and params is not None:
@@ -224,8 +254,8 @@ def _natural(learning_rate, damping, momentum, trust_region, solver, cg_maxiter)
 
 
 def natural(lr: LearningRate = 1.0, damping: float = 0.0, *, momentum: float = 0.0,
-            trust_region: float | None = None, solver: str = "auto",
-            cg_maxiter: int | None = None) -> optax.GradientTransformationExtraArgs:
+            trust_region: float | None = None, solver: str = "auto", cg_maxiter: int | None = None,
+            refinements: int = 4) -> optax.GradientTransformationExtraArgs:
     r"""Natural gradient descent: the gradient preconditioned by the inverse Fisher information.
 
     .. math::
@@ -240,8 +270,13 @@ def natural(lr: LearningRate = 1.0, damping: float = 0.0, *, momentum: float = 0
     parameterization, to first order in η.
 
     With ``trust_region=ε`` the step length is the Lagrangian's: η_t = √(2ε / gᵀ(F+λI)⁻¹g), so
-    the predicted KL(q_θ‖q_{θ+δ}) = ½ δᵀFδ equals ε; it is capped at ``lr`` (a full natural step
-    at lr = 1), so near the optimum the steps shrink and the run converges.
+    the predicted KL(q_θ‖q_{θ+δ}) = ½ δᵀFδ equals ε. The quadratic model is only second-order
+    accurate: in (mean, variance) a step of predicted KL 0.01 that shrinks the variance realises
+    up to 0.013. So when the objective passes the exact KL (a :class:`Geometry`, as
+    ``gdlab.fit`` does), η is refined ``refinements`` times by η ← η √(ε / KL(q_θ‖q_{θ−ηd})),
+    and the realised KL of each step is ε (to about 1e-4 relative). The step is capped at
+    ``lr`` (a full natural step at lr = 1), so near the optimum the steps shrink and the run
+    converges.
 
     Exponential families (the 1-D Gaussian's ``natural`` η and ``expectation`` μ = E[T(x)]
     parameterizations) show the duality exactly. With A(η) the log-partition function,
@@ -267,10 +302,12 @@ def natural(lr: LearningRate = 1.0, damping: float = 0.0, *, momentum: float = 0
       solver: ``auto`` (Cholesky for a dense F, conjugate gradient for a Fisher-vector
         product), ``cholesky`` or ``cg``.
       cg_maxiter: conjugate-gradient iterations.
+      refinements: trust region only: rescalings of η on the exact KL, when it is given.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update(g, state, params, fisher=F)``
-      takes F as a (P, P) matrix or a function v ↦ F v; lr, damping, momentum and ε are
+      takes F as a (P, P) matrix, a function v ↦ F v, or a :class:`Geometry` (F with the exact
+      KL from q_θ); lr, damping, momentum and ε are
       injected hyperparameters (traced: changing them does not recompile).
 
     Example:
@@ -301,9 +338,12 @@ def natural(lr: LearningRate = 1.0, damping: float = 0.0, *, momentum: float = 0
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}.")
     if cg_maxiter is not None and (not isinstance(cg_maxiter, int) or cg_maxiter < 1):
         raise ValueError(f"cg_maxiter must be a whole number ≥ 1, got {cg_maxiter!r}.")
-    return optax.inject_hyperparams(_natural, static_args=("solver", "cg_maxiter"))(
+    if not isinstance(refinements, int) or not 0 <= refinements <= 50:
+        raise ValueError(f"refinements must be a whole number in [0, 50], got {refinements!r}.")
+    return optax.inject_hyperparams(_natural, static_args=("solver", "cg_maxiter", "refinements"))(
         learning_rate=lr, damping=float(damping), momentum=float(momentum),
-        trust_region=None if trust_region is None else float(trust_region), solver=solver, cg_maxiter=cg_maxiter)
+        trust_region=None if trust_region is None else float(trust_region), solver=solver, cg_maxiter=cg_maxiter,
+        refinements=refinements)
 
 
 def natural_state(state: Any) -> tuple[float, float] | None:

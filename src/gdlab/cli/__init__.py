@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 from gdlab.cli import fit as _fit  # noqa: E402,F401  (each import registers its command on `app`)
+from gdlab.cli import fisher as _fisher  # noqa: E402,F401
+from gdlab.cli import compare as _compare  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

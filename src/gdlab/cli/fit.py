@@ -22,12 +22,20 @@ from gdlab.cli import UserError, app, check_json_path, emit_json, finite, fmt, j
               help="forward = KL(p||q) (mass-covering); reverse = KL(q||p) (mode-seeking).")
 @click.option("--param", default=None, help="Parameterization of a 1-D q: mean_var (default), mean_std, "
               "mean_logstd, mean_precision, natural, expectation. d-D: cholesky (gaussian) or mean_logstd (diag-gaussian).")
-@click.option("--optimizer", type=click.Choice(["gd", "momentum", "nesterov", "adam"]), default="gd",
-              show_default=True, help="Plain gradient descent, heavy-ball momentum, Nesterov or Adam.")
-@click.option("--lr", type=float, default=0.1, show_default=True,
-              help="Step size (learning rate). Negative values run gradient ascent (try -0.02: the run runs away).")
+@click.option("--optimizer", type=click.Choice(["gd", "momentum", "nesterov", "adam", "natural"]), default="gd",
+              show_default=True, help="Plain gradient descent, heavy-ball momentum, Nesterov, Adam, or natural "
+              "gradient (the step preconditioned by q's Fisher information).")
+@click.option("--lr", type=float, default=None,
+              help="Step size (learning rate); default 0.1, and 1 for natural (a full natural step). Negative "
+              "values run gradient ascent (try -0.02: the run runs away).")
 @click.option("--momentum", type=float, default=None,
-              help="Momentum in [0, 1] for momentum/nesterov (default 0.9; 0 keeps none, 0.99 keeps more).")
+              help="Momentum in [0, 1] for momentum/nesterov (default 0.9; 0 keeps none, 0.99 keeps more); "
+              "natural: [0, 1), default 0.")
+@click.option("--damping", type=float, default=None,
+              help="natural: lambda >= 0 added to the Fisher's diagonal, (F + lambda I)^-1 grad (default 0).")
+@click.option("--trust-region", type=float, default=None, metavar="EPS",
+              help="natural: move q by KL(q_old||q_new) = EPS per step (e.g. 0.01), capped at the --lr step; "
+              "the per-step KL is in the JSON trace as step_kl.")
 @click.option("--schedule", type=click.Choice(["constant", "exponential", "step", "cosine", "warm-restarts"]),
               default="constant", show_default=True,
               help="Learning-rate schedule: exponential = annealing; warm-restarts = SGDR.")
@@ -54,7 +62,8 @@ from gdlab.cli import UserError, app, check_json_path, emit_json, finite, fmt, j
               help="Write the result and its trace as JSON to PATH, or to stdout with '-' (stdout then holds "
               "the JSON alone).")
 def fit_command(target: str, init: Optional[str], family: str, divergence: str, param: Optional[str],
-                optimizer: str, lr: float, momentum: Optional[float], schedule: str, decay: Optional[float],
+                optimizer: str, lr: Optional[float], momentum: Optional[float], damping: Optional[float],
+                trust_region: Optional[float], schedule: str, decay: Optional[float],
                 decay_steps: Optional[int], alpha: float, period: Optional[int], period_mult: float,
                 max_steps: int, tol: float, patience: int, grad_tol: float, seed: int, samples: int,
                 json_out: Optional[str]) -> None:
@@ -74,7 +83,11 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
     init_spec = None if init is None else parse_distribution(init, what="--init")
     check_json_path(json_out)
 
-    for name, value in (("--lr", lr), ("--momentum", momentum), ("--decay", decay), ("--alpha", alpha),
+    if lr is None:
+        lr = 1.0 if optimizer == "natural" else 0.1
+    _check_natural_options(optimizer, damping, trust_region)
+    for name, value in (("--lr", lr), ("--momentum", momentum), ("--damping", damping),
+                        ("--trust-region", trust_region), ("--decay", decay), ("--alpha", alpha),
                         ("--period-mult", period_mult), ("--tol", tol), ("--grad-tol", grad_tol)):
         finite(name, value)
     rate = schedules.make_schedule(schedule, lr, decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
@@ -83,7 +96,7 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
         raise UserError(f"--decay applies to the exponential and step schedules, not {schedule!r}.")
     if schedule != "warm-restarts" and (period is not None or period_mult != 1.0):
         raise UserError(f"--period and --period-mult apply to --schedule warm-restarts, not {schedule!r}.")
-    opt = optim.by_name(optimizer, rate, momentum)
+    opt = optim.by_name(optimizer, rate, momentum, damping=damping, trust_region=trust_region)
 
     err = Console(stderr=True)
     progress = progress_bar(err, quiet=json_out == "-")
@@ -93,18 +106,31 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
                      patience=patience, grad_tol=grad_tol, samples=samples, seed=seed,
                      callback=lambda rows: progress.update(task, completed=int(rows["step"][-1]) if len(rows["step"]) else 0))
 
-    emit_json(_fit_json(result, lr, optimizer, schedule), json_out)
+    emit_json(_fit_json(result, lr, optimizer, schedule, damping, trust_region), json_out)
     if json_out == "-":
         err.print(result.message, highlight=False)
     else:
         _print_fit(Console(), result)
 
 
-def _fit_json(result, lr: float, optimizer: str, schedule: str) -> dict:
+def _check_natural_options(optimizer: str, damping: Optional[float], trust_region: Optional[float]) -> None:
+    if optimizer != "natural":
+        for flag, value in (("--damping", damping), ("--trust-region", trust_region)):
+            if value is not None:
+                raise UserError(f"{flag} applies to --optimizer natural, not {optimizer!r}; use --optimizer natural "
+                                f"or drop {flag}.")
+    if damping is not None and not damping >= 0:
+        raise UserError(f"--damping must be a number >= 0 (0 for none, 1e-6 for a nearly singular Fisher), got {damping}.")
+    if trust_region is not None and not trust_region > 0:
+        raise UserError(f"--trust-region must be a positive KL per step, e.g. 0.01, got {trust_region}.")
+
+
+def _fit_json(result, lr: float, optimizer: str, schedule: str, damping: Optional[float] = None,
+              trust_region: Optional[float] = None) -> dict:
     tr = result.trace
     trace = {name: json_num(getattr(tr, name)) for name in ("loss", "mean", "var", "lr", "grad_norm")}
     trace["step"] = [int(s) for s in tr.step]
-    for name in ("kl_forward", "kl_reverse"):
+    for name in ("kl_forward", "kl_reverse", "step_kl"):
         if name in tr:
             trace[name] = json_num(getattr(tr, name))
     trace["params"] = json_num(tr.params)
@@ -123,6 +149,8 @@ def _fit_json(result, lr: float, optimizer: str, schedule: str) -> dict:
         "optimizer": optimizer,
         "lr": lr,
         "schedule": schedule,
+        "damping": damping,
+        "trust_region": trust_region,
         "elapsed": result.elapsed,
         "trace": trace,
     }
