@@ -30,8 +30,11 @@ _ATTRIBUTES = {
     "kl_reverse": ("gdlab.divergences", "kl_reverse"),
     "make_family": ("gdlab.families", "make_family"),
     "make_schedule": ("gdlab.schedules", "make_schedule"),
+    "fisher_information": ("gdlab.fisher", "fisher_information"),
+    "compare_params": ("gdlab.invariance", "compare_params"),
 }
-_SUBMODULES = ("optim", "schedules", "stopping", "engine", "families", "targets", "divergences", "specs")
+_SUBMODULES = ("optim", "schedules", "stopping", "engine", "families", "targets", "divergences", "specs",
+               "fisher", "invariance")
 
 __all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES))
 
