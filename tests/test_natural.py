@@ -310,3 +310,12 @@ def test_singular_fisher_without_damping_is_refused_and_damping_fixes_it():
         gdlab.fit("N(0, 1)", "N(0, 1e200)", "forward", optim.natural())
     res = gdlab.fit("N(0, 1)", "N(0, 1e200)", "forward", optim.natural(damping=1e-6), max_steps=5)
     assert res.stop_reason in ("max_steps", "converged", "diverged")
+
+
+def test_multivariate_reverse_fit_to_a_gaussian_recovers_it():
+    """Reverse KL to a Gaussian is minimised at p itself; natural steps with q's Fisher get there."""
+    res = gdlab.fit("N([1, -1], [[2, 0.6], [0.6, 1]])", None, "reverse", optim.natural(lr=0.5), max_steps=500)
+    assert res.stop_reason == "converged"
+    np.testing.assert_allclose(res.q.mean, [1.0, -1.0], atol=1e-8)
+    np.testing.assert_allclose(res.q.var, [[2.0, 0.6], [0.6, 1.0]], atol=1e-8)
+    assert res.kl_reverse < 1e-14

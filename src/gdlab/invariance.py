@@ -89,9 +89,9 @@ class ParamComparison:
 
 
 def _optimizer(name: str, lr: float, momentum: float | None, damping: float | None):
-    if name == "natural":
-        return optim.natural(lr, damping or 0.0, momentum=momentum or 0.0)
-    return optim.by_name(name, lr, momentum if name in ("momentum", "nesterov") else None)
+    """``name`` with the options that apply to it (one call may list options for several optimizers)."""
+    return optim.by_name(name, lr, momentum if name in ("momentum", "nesterov", "natural") else None,
+                         damping=damping if name == "natural" else None)
 
 
 def compare_params(target: str | MixtureSpec, init: str | MixtureSpec = "N(0, 5)", divergence: str = "forward",
