@@ -1,0 +1,59 @@
+"""Every benchmark runs at toy size (``--quick``) in the suite, so the scripts never rot.
+
+Nothing here asserts a speed: only that each script runs, writes its results file with every
+contender's answer, that the answers agree, and that the report page is generated from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench-results")
+    env = {**os.environ, "GDLAB_BENCH_RESULTS": str(folder)}
+    for script in QUICK:
+        proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
+                              env=env, timeout=600)
+        assert proc.returncode == 0, f"{script}: {proc.stderr[-2000:]}"
+    return folder
+
+
+def test_step_cost_runs_every_contender_and_they_agree(results):
+    data = json.loads((results / "step_cost.json").read_text())
+    assert data["quick"] is True
+    for workload in ("rosenbrock", "kl_fit"):
+        w = data["workloads"][workload]
+        names = {r["name"] for r in w["rows"]} | {m["name"] for m in w["missing"]}
+        assert names == {"gdlab", "bare_scan", "optax_loop", "numpy_loop", "torch_loop"}  # torch: run or missing
+        assert w["answers_agree"]
+        assert all(r["median_s"] > 0 and r["min_s"] <= r["median_s"] <= r["max_s"] for r in w["rows"])
+
+
+def test_fit_benchmark_reports_steps_for_each_optimizer(results):
+    data = json.loads((results / "fit.json").read_text())
+    optimizers = {r["optimizer"] for r in data["rows"]}
+    assert optimizers == {"gd", "momentum", "nesterov", "adam", "natural", "natural-tr"}
+    natural = next(r for r in data["rows"] if r["optimizer"] == "natural")
+    assert natural["steps"] == 2  # forward KL in (mean, variance): the mean at step 1, the variance at 2
+
+
+def test_startup_benchmark_and_report(results, tmp_path):
+    data = json.loads((results / "startup.json").read_text())
+    assert {r["name"] for r in data["rows"]} >= {"gdlab --help", "gdlab fit"}
+    out = tmp_path / "benchmarks.md"
+    proc = subprocess.run([sys.executable, str(BENCH / "report.py"), "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert "do not edit by hand" in page and "per-step cost" in page and "µs/step" in page
