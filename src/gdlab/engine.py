@@ -1,4 +1,4 @@
-r"""The compiled optimization loop: chunks of steps under ``lax.scan``, early stopping, a trace.
+r"""The compiled optimization loop: chunks of steps under ``lax.while_loop``, early stopping, a trace.
 
 One step at θ_t:
 
@@ -6,8 +6,8 @@ One step at θ_t:
 2. decide with :func:`gdlab.stopping.check` whether the run stops at θ_t;
 3. if not: u_t, s_{t+1} = optimizer.update(g_t, s_t, θ_t); θ_{t+1} = θ_t + u_t; record η_t.
 
-Steps run in compiled chunks (``jit`` of a ``lax.scan``); once a run has stopped, the rest of
-its chunk is skipped by ``lax.cond`` and dropped from the trace. Between chunks Python checks
+Steps run in compiled chunks (``jit`` of a ``lax.while_loop`` writing the trace rows into
+buffers); a chunk ends at the stop, so no step is computed after it. Between chunks Python checks
 the stop flag and calls ``callback`` (progress bars, the web stream). The objective's data
 (a target, a data set) is an argument of the compiled chunk, not a constant baked into it, so a
 new problem of the same shapes reuses the compiled code.
@@ -115,6 +115,24 @@ def init_carry(optimizer: optax.GradientTransformation, init_params: Params,
                  stopping.recent_losses_init(criteria, params.dtype), jnp.zeros((), jnp.int32))
 
 
+@lru_cache(maxsize=64)
+def _compiled_init(optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria):
+    # Eagerly, optax's injected-hyperparameter init dispatches a dozen small ops (~5 ms).
+    return jax.jit(functools.partial(init_carry, optimizer, criteria=criteria))
+
+
+ROW_BUDGET_BYTES = 16 * 2**20   # the trace buffers of one chunk
+MAX_CHUNK = 16384               # steps per chunk at most: Python runs between chunks
+FIRST_CHUNK = 64                # the first chunk is short, so progress shows early on slow objectives
+CHUNK_SECONDS = 0.5             # later chunks are sized to take about this long
+
+
+def default_chunk_size(criteria: stopping.StopCriteria, n_params: int) -> int:
+    """Steps per compiled chunk: min(max_steps + 1, 16384), fewer when θ is large (16 MB of rows)."""
+    by_memory = ROW_BUDGET_BYTES // (8 * (n_params + 8))
+    return max(1, min(criteria.max_steps + 1, MAX_CHUNK, max(256, by_memory)))
+
+
 def _where(pred, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
@@ -124,7 +142,9 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                   batched: bool = False):
     """The uncompiled program of one chunk: ``(carry, data, batches) -> (carry, rows)``.
 
-    It runs ``length`` steps under ``lax.scan``. With ``batched``, ``batches`` is a pytree whose
+    It runs up to ``length`` steps (or ``limit``, a traced number ≤ ``length``, so chunks of
+    any size share one compilation) under ``lax.while_loop``, ending early at a stop, and
+    returns the rows in buffers of ``length`` with a ``valid`` mask. With ``batched``, ``batches`` is a pytree whose
     leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
     ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
     ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``-s it over carries.
@@ -144,29 +164,40 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
         updates, new_state = opt.update(grad, carry.opt_state, carry.params, **extra)
         go = reason == stopping.RUNNING
         row = dict(step=carry.step, loss=value, grad_norm=grad_norm, lr=learning_rate(new_state),
-                   params=carry.params, valid=jnp.bool_(True))
+                   params=carry.params)
         if metrics is not None:
             row.update(metrics(carry.params, data))
+        # The optimizer state is not frozen with θ at a stop: the run ends there and its state is
+        # never read again, and a select over the whole state cost ~1 µs a step on CPU (XLA
+        # then copied the loop's buffers), 30 times the rest of a step.
         new = Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
-                    _where(go, new_state, carry.opt_state), carry.step + go.astype(carry.step.dtype),
-                    first, recent, reason)
+                    new_state, carry.step + go.astype(carry.step.dtype), first, recent, reason)
         return new, row
 
-    def run_chunk(carry: Carry, data, batches=None):
-        def step_data(batch):
-            return (data, batch) if batched else data
+    def run_chunk(carry: Carry, data, batches=None, limit=None):
+        limit = length if limit is None else jnp.minimum(limit, length)
 
-        example = jax.tree_util.tree_map(lambda b: b[0], batches) if batched else None
-        row_shape = jax.eval_shape(lambda c: live(c, step_data(example))[1], carry)
+        def step_data(i):
+            return (data, jax.tree_util.tree_map(lambda b: b[i], batches)) if batched else data
 
-        def frozen(c: Carry, _):
-            return c, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), row_shape)
+        row_shape = jax.eval_shape(lambda c: live(c, step_data(0))[1], carry)
+        buffers = jax.tree_util.tree_map(lambda r: jnp.zeros((length, *r.shape), r.dtype), row_shape)
 
-        def step(c: Carry, batch):
-            return jax.lax.cond(c.reason == stopping.RUNNING, lambda cc: live(cc, step_data(batch)),
-                                lambda cc: frozen(cc, None), c)
+        # A while loop, not a scan: it ends at the stop (no step of an expensive objective is
+        # computed after it) and needs no per-step branch, so XLA updates its buffers in place.
+        def running(state):
+            i, c, _ = state
+            return (i < limit) & (c.reason == stopping.RUNNING)
 
-        return jax.lax.scan(step, carry, batches if batched else None, length=length)
+        def step(state):
+            i, c, rows = state
+            c, row = live(c, step_data(i))
+            rows = jax.tree_util.tree_map(lambda buf, r: buf.at[i].set(r), rows, row)
+            return i + 1, c, rows
+
+        n, carry, rows = jax.lax.while_loop(running, step, (jnp.zeros((), jnp.int32), carry, buffers))
+        rows["valid"] = jnp.arange(length) < n
+        return carry, rows
 
     return run_chunk
 
@@ -188,7 +219,9 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
       optimizer: an optax transform (hyperparameters injected, see :mod:`gdlab.optim`).
       init_params: θ_0, a 1-D array.
       criteria: when to stop (:class:`gdlab.stopping.StopCriteria`).
-      chunk_size: steps per compiled chunk; default min(max_steps + 1, 1024).
+      chunk_size: steps per compiled chunk. By default the first chunk has 64 steps and each
+        later one is sized to take about half a second, up to :func:`default_chunk_size` steps
+        (one compilation serves every size).
       callback: called after every chunk with that chunk's rows (NumPy arrays). If it returns
         a stop reason (``"converged"``, ``"max_steps"`` or ``"diverged"``) the run ends there
         with that reason: this is how a caller applies a rule the compiled loop cannot see
@@ -211,24 +244,33 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
       ('converged', 3.0)
     """
     criteria.validate()
-    carry = init_carry(optimizer, init_params, criteria)
+    carry = _compiled_init(optimizer, criteria)(jnp.asarray(init_params))
     programs = functools.partial(_compiled_chunk, objective.loss, objective.metrics, objective.fisher,
                                  objective.in_domain, optimizer, criteria)
     if batches is None:
-        length = chunk_size or min(criteria.max_steps + 1, 1024)
+        length = chunk_size or default_chunk_size(criteria, int(np.size(init_params)))
         chunks: Iterable[Any] = itertools.repeat(None)
     else:
         chunks = iter(batches)
     pieces = []
     start = time.perf_counter()
+    steps_next = FIRST_CHUNK
     for xs in chunks:
+        limit = None
         if batches is not None:
             length = int(jax.tree_util.tree_leaves(xs)[0].shape[0])
-        carry, rows = programs(length, batches is not None)(carry, objective.data, xs)
+        elif chunk_size is None:
+            limit = jnp.asarray(min(length, steps_next), jnp.int32)
+        chunk_start = time.perf_counter()
+        carry, rows = programs(length, batches is not None)(carry, objective.data, xs, limit)
         rows = jax.device_get(rows)
         valid = rows.pop("valid")
         rows = {k: np.asarray(v)[valid] for k, v in rows.items()}
         pieces.append(rows)
+        # Size the next chunk to take about CHUNK_SECONDS at the pace just seen (compilation
+        # included the first time, so the second chunk may still be short).
+        pace = (time.perf_counter() - chunk_start) / max(1, int(valid.sum()))
+        steps_next = int(min(length, max(FIRST_CHUNK, CHUNK_SECONDS / pace)))
         asked = callback(rows) if callback is not None else None
         if int(carry.reason) != stopping.RUNNING:
             break
