@@ -213,13 +213,14 @@ def _trust_region_rate(grad, direction, params, lr, epsilon, kl, refinements):
     """η = min(|lr|, η_ε) · sign(lr), with η_ε from ½ δᵀFδ = ε, refined on the exact KL if given."""
     # ½ δᵀFδ = ε for δ = −η F⁻¹g gives η = √(2ε / gᵀF⁻¹g).
     eta = jnp.sqrt(2.0 * epsilon / jnp.vdot(grad, direction))
-    if kl is not None:
+    if kl is not None and params is not None:
         # KL(q_θ‖q_{θ−ηd}) = c₂η² + c₃η³ + …: rescaling η by √(ε / KL(η)) converges fast
         # (each pass shrinks the relative error about threefold for ε ~ 0.01); a NaN KL
         # (a step out of the domain) halves η instead.
         flat, unravel = ravel_pytree(params)
+        sign = jnp.where(lr < 0, -1.0, 1.0)  # gradient ascent steps the other way
         for _ in range(refinements):
-            realised = kl(unravel(flat - eta * direction))
+            realised = kl(unravel(flat - sign * eta * direction))
             ok = jnp.isfinite(realised) & (realised > 0)
             eta = eta * jnp.where(ok, jnp.sqrt(epsilon / jnp.where(ok, realised, 1.0)), 0.5)
     return jnp.sign(lr) * jnp.minimum(jnp.abs(lr), eta)
