@@ -1,0 +1,103 @@
+"""Load check of the web explorer: many WebSocket clients each run a fit at full speed, at once.
+
+Starts ``gdlab explore`` on a free loopback port, warms the compiled code with one run, then
+opens N clients together; each starts a run of S steps (``tol = 0``: exactly S updates, S + 1
+frames) and reads frames until the run stops. Prints frames per second per client (min,
+median, max), the slowest client's wall time and its lag behind the fastest, and the longest
+gap between two messages any client saw (a stall of the server would show there).
+
+  .venv/bin/python benchmarks/load_explorer.py                 # 50 clients x 2,000 steps
+  .venv/bin/python benchmarks/load_explorer.py --clients 10 --steps 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import websockets
+
+CONFIG = {"target": "0.5*N(-2, 0.25) + 0.5*N(2, 0.25)", "init": "N(0.5, 1)", "divergence": "reverse",
+          "optimizer": "momentum", "lr": 0.01, "momentum": 0.9, "tol": 0.0, "speed": 1_000_000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from gdlab.cli import main; sys.exit(main())",
+                             "explore", "--port", str(port)], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("gdlab explore did not start listening within 60 s.")
+
+
+async def one_client(url: str, steps: int) -> dict:
+    """Run one fit of ``steps`` updates; return its frame count, timings and longest gap."""
+    async with websockets.connect(url, max_size=1 << 24) as ws:
+        began = time.perf_counter()
+        await ws.send(json.dumps({"type": "start", "config": {**CONFIG, "max_steps": steps}}))
+        frames, last, gap, first_frame = 0, began, 0.0, None
+        while True:
+            msg = json.loads(await ws.recv())
+            now = time.perf_counter()
+            if msg["type"] == "frames":
+                if first_frame is None:
+                    first_frame = now
+                else:
+                    gap = max(gap, now - last)     # between two chunks of frames: a stall shows here
+                last = now
+                frames += len(msg["frames"])
+            elif msg["type"] == "error":
+                raise RuntimeError(msg["message"])
+            if msg["type"] == "stopped":
+                return {"frames": frames, "wall": now - began, "streaming": now - (first_frame or now), "gap": gap,
+                        "first": (first_frame or now) - began, "reason": msg["reason"]}
+
+
+async def main(clients: int, steps: int) -> None:
+    port = free_port()
+    proc = start_server(port)
+    url = f"ws://127.0.0.1:{port}/ws"
+    try:
+        t0 = time.perf_counter()
+        warm = await one_client(url, steps)
+        print(f"warm-up run (compiles): {time.perf_counter() - t0:.2f} s, {warm['frames']} frames")
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one_client(url, steps) for _ in range(clients)))
+        total = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    rates = sorted(r["frames"] / r["wall"] for r in results)
+    walls = sorted(r["wall"] for r in results)
+    assert all(r["frames"] == steps + 1 and r["reason"] == "max_steps" for r in results), "a client missed frames"
+    print(f"{clients} clients x {steps:,} steps: every client got all {steps + 1:,} frames; {total:.2f} s in all, "
+          f"{clients * (steps + 1) / total:,.0f} frames/s served")
+    print(f"frames/s per client: min {rates[0]:,.0f}  median {statistics.median(rates):,.0f}  max {rates[-1]:,.0f}")
+    print(f"slowest client: {walls[-1]:.2f} s (fastest {walls[0]:.2f} s; lag {walls[-1] - walls[0]:.2f} s); "
+          f"longest wait for a first frame {max(r['first'] for r in results):.2f} s (50 runs set up at once); "
+          f"longest gap between two frame messages: {max(r['gap'] for r in results) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=2000)
+    args = parser.parse_args()
+    asyncio.run(main(args.clients, args.steps))

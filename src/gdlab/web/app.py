@@ -1,0 +1,227 @@
+"""The explorer's web server: a FastAPI app serving the page and the run WebSocket (``/ws``).
+
+Each WebSocket connection owns at most one run (:class:`gdlab.web.runner.Run`); compare mode
+on the page opens one connection per optimizer. JAX work runs in a worker thread so that the
+event loop keeps serving every other connection while a chunk computes. Any bad message gets
+an ``error`` frame and the connection stays open; an unexpected failure inside a run is also
+reported as an ``error`` frame, never as a crashed server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from importlib import resources
+from typing import Any, Optional
+
+import jax
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from gdlab.web import protocol, runner
+from gdlab.web.protocol import ProtocolError
+
+log = logging.getLogger("gdlab.web")
+STATIC_DIR = resources.files("gdlab.web") / "static"
+
+
+def plotly_js_path() -> str:
+    """plotly.min.js from the installed plotly wheel: the page needs no CDN and works offline."""
+    import plotly
+
+    path = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
+    if not os.path.exists(path):
+        raise RuntimeError(f"plotly.min.js is missing from the plotly package at {path}; reinstall plotly.")
+    return path
+
+
+def _x64(fn, *args):
+    """Run ``fn`` in float64, as gdlab.fit does (the switch is per thread, so it wraps each call)."""
+    with jax.enable_x64(True):
+        return fn(*args)
+
+
+class Connection:
+    """One page's WebSocket: parses messages, steers its run, streams frames while playing."""
+
+    def __init__(self, ws: WebSocket):
+        self.ws = ws
+        self.run: Optional[runner.Run] = None
+        self.player: Optional[asyncio.Task] = None
+        self.lock = asyncio.Lock()      # one JAX call at a time on this run
+
+    async def send(self, payload: dict) -> None:
+        await self.ws.send_text(json.dumps(payload, allow_nan=False))
+
+    async def error(self, message: str, field: Optional[str] = None) -> None:
+        await self.send({"type": "error", "field": field, "message": message})
+
+    async def handle(self, text: str) -> None:
+        """Act on one message; every refusal is an error frame."""
+        try:
+            msg = protocol.parse_message(text)
+            await getattr(self, "on_" + msg.type)(msg)
+        except ProtocolError as exc:
+            await self.error(str(exc), exc.field)
+        except (ValueError, ArithmeticError) as exc:     # a library check we did not anticipate
+            await self.error(str(exc))
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            raise
+        except Exception as exc:                          # report, never take the server down
+            log.exception("explorer message failed")
+            await self.error(f"the server could not do that: {type(exc).__name__}: {exc}")
+
+    # --- messages ------------------------------------------------------------------------
+
+    async def on_start(self, msg: protocol.Start) -> None:
+        await self.stop_playing()
+        async with self.lock:
+            run = await asyncio.to_thread(_x64, runner.Run.build, msg.config)
+            started = await asyncio.to_thread(_x64, run.started)
+            self.run = run
+        await self.send(started)
+        if msg.play:
+            await self.play()
+        else:
+            await self.send({"type": "state", "state": "paused", "step": 0})
+
+    async def on_pause(self, msg: Any) -> None:
+        await self.stop_playing()
+        await self.send({"type": "state", "state": "paused", "step": self.need_run().step})
+
+    async def on_resume(self, msg: Any) -> None:
+        self.need_run()
+        await self.play()
+
+    async def on_step(self, msg: protocol.Step) -> None:
+        run = self.need_run()
+        await self.stop_playing()
+        remaining = msg.n
+        async with self.lock:
+            while remaining > 0 and run.stop_reason is None:
+                length = max(n for n in runner.CHUNK_LENGTHS if n <= remaining)
+                if not await self.advance(length):
+                    break
+                remaining -= length
+        await self.send({"type": "state", "state": "paused", "step": run.step})
+
+    async def on_reset(self, msg: Any) -> None:
+        run = self.need_run()
+        await self.stop_playing()
+        async with self.lock:
+            await asyncio.to_thread(_x64, run.reset)
+            started = await asyncio.to_thread(_x64, run.started)
+        await self.send(started)
+        await self.send({"type": "state", "state": "paused", "step": 0})
+
+    async def on_update(self, msg: protocol.Update) -> None:
+        run = self.need_run()
+        async with self.lock:
+            was_stopped = run.stop_reason is not None
+            direction = run.config.divergence
+            await asyncio.to_thread(_x64, run.update, msg)
+            if run.config.divergence != direction:
+                await self.send({"type": "direction", "divergence": run.config.divergence})
+        await self.send({"type": "updated", "config": run.config.model_dump(), "step": run.step})
+        if was_stopped and run.stop_reason is None and self.player is None:
+            await self.play()            # a converged run told to go on (e.g. the other direction) goes on
+
+    # --- playing -------------------------------------------------------------------------
+
+    def need_run(self) -> runner.Run:
+        if self.run is None:
+            raise ProtocolError("there is no run yet; send {\"type\": \"start\", \"config\": {...}} first.")
+        return self.run
+
+    async def advance(self, length: int) -> bool:
+        """One chunk, its frames sent; False once the run has stopped."""
+        run = self.need_run()
+        frames, stopped = await asyncio.to_thread(_x64, run.advance, length)
+        if frames:
+            await self.send({"type": "frames", "frames": frames})
+        if stopped is not None:
+            await self.send(stopped)
+            return False
+        return run.stop_reason is None
+
+    async def play(self) -> None:
+        if self.player is None or self.player.done():
+            self.player = asyncio.create_task(self._play())
+            await self.send({"type": "state", "state": "playing", "step": self.need_run().step})
+
+    async def _play(self) -> None:
+        try:
+            while True:
+                run = self.need_run()
+                length, interval = runner.chunk_for_speed(run.config.speed)
+                began = time.perf_counter()
+                async with self.lock:
+                    going = await self.advance(length)
+                if not going:
+                    break
+                await asyncio.sleep(max(0.0, interval - (time.perf_counter() - began)))
+        except asyncio.CancelledError:
+            raise
+        except (WebSocketDisconnect, RuntimeError):
+            return                                   # the page went away mid-run
+        except Exception as exc:                      # report, never crash the server
+            log.exception("explorer run failed")
+            try:
+                await self.error(f"the run failed: {exc}")
+            except Exception:
+                return
+        finally:
+            self.player = None if self.player is asyncio.current_task() else self.player
+
+    async def stop_playing(self) -> None:
+        task, self.player = self.player, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+def create_app() -> FastAPI:
+    """The explorer's app: ``/`` (the page), ``/static/*``, ``/vendor/plotly.min.js``, ``/ws``."""
+    app = FastAPI(title="gdlab explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    static = str(STATIC_DIR)
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> Response:
+        return FileResponse(os.path.join(static, "index.html"), media_type="text/html")
+
+    @app.get("/vendor/plotly.min.js")
+    async def plotly_js() -> Response:
+        return FileResponse(plotly_js_path(), media_type="application/javascript",
+                            headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
+    @app.websocket("/ws")
+    async def ws_endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        conn = Connection(ws)
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is not None:
+                    await conn.handle(message["text"])
+                else:
+                    await conn.error("send text frames holding JSON; binary frames are not part of the protocol.")
+        except (WebSocketDisconnect, RuntimeError):
+            pass                                        # the page closed or dropped the connection
+        finally:
+            await conn.stop_playing()
+
+    return app

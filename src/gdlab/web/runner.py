@@ -1,0 +1,347 @@
+r"""One explorer run, stepped by the library's engine in compiled chunks that the page can steer.
+
+The engine's :func:`gdlab.engine.run` runs to the end; a page needs to pause, make one step,
+change the step size mid-run and switch the KL direction. So the runner drives the same
+compiled chunk the engine uses (:func:`gdlab.engine.chunk_program` on
+:func:`gdlab.engine.init_carry`'s carry) itself, one chunk per call, and edits the carry between
+chunks:
+
+* a constant step size and the momentum are injected hyperparameters
+  (``optax.inject_hyperparams``), i.e. traced values in ``carry.opt_state``: the runner
+  compiles with placeholder values and writes the real ones into the state, so a new step size
+  or momentum (at start or mid-run) never recompiles;
+* a non-constant schedule is a Python closure over its options, so it is part of the compiled
+  program (changing it mid-run compiles that schedule once; the optimizer state carries over);
+* switching the KL direction swaps the objective and restarts the stopping window at the
+  current q, keeping the step count, θ and the optimizer's velocity.
+
+Compiled chunks are cached by (parameterization, direction, optimizer, schedule, stopping
+rules, chunk length): a second run of the same kind starts at once. All JAX work runs in
+float64 inside ``jax.enable_x64``, as :func:`gdlab.fit` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gdlab import divergences, engine, optim, schedules, stopping
+from gdlab.families import Family, make_family
+from gdlab.fitting import kl_objective
+from gdlab.fisher import analytic_fisher, is_singular
+from gdlab.specs import MixtureSpec, SpecError, parse_distribution
+from gdlab.targets import mixture, moments
+from gdlab.web.protocol import MOMENTUM_OPTIMIZERS, ProtocolError, RunConfig, Update
+
+CHUNK_LENGTHS = (1, 8, 64)        # compiled chunk sizes: single steps, smooth play, fast play
+FRAMES_PER_SECOND = 30            # how often a playing run sends frames, at most
+LANDSCAPE_POINTS = 61             # grid of the KL landscape, per axis
+_PLACEHOLDER_LR = 0.1             # compiled into nothing: overwritten in the state (see module doc)
+_PLACEHOLDER_MOMENTUM = 0.5
+
+
+def _schedule_signature(cfg: RunConfig) -> Optional[tuple]:
+    """What of the configuration a compiled program depends on through the schedule (None: constant)."""
+    if cfg.schedule == "constant":
+        return None
+    return (cfg.schedule, cfg.lr, cfg.decay, cfg.decay_steps, cfg.alpha, cfg.period, cfg.period_mult, cfg.max_steps)
+
+
+@functools.lru_cache(maxsize=256)
+def _optimizer(name: str, schedule_sig: Optional[tuple]) -> optax.GradientTransformation:
+    """The optimizer for a kind of run, one object per kind so that compiled code is reused."""
+    if schedule_sig is None:
+        rate: Any = _PLACEHOLDER_LR
+    else:
+        sched, lr, decay, decay_steps, alpha, period, period_mult, horizon = schedule_sig
+        rate = schedules.make_schedule(sched, lr, decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
+                                       period_mult=period_mult, horizon=horizon)
+    return optim.by_name(name, rate, _PLACEHOLDER_MOMENTUM if name in MOMENTUM_OPTIMIZERS else None)
+
+
+@functools.lru_cache(maxsize=256)
+def _program(loss, metrics, fisher, in_domain, optimizer, criteria: stopping.StopCriteria, length: int):
+    """A jitted chunk of ``length`` steps; ``jax.jit`` adds its own cache per argument shape."""
+    return jax.jit(engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(fn):
+    return jax.jit(fn)
+
+
+def compile_cache_info() -> Any:
+    """Hits and misses of the compiled-chunk cache (the protocol test checks that runs reuse it)."""
+    return _program.cache_info()
+
+
+def set_hyperparams(state: Any, **values: float) -> Any:
+    """``state`` with the named injected hyperparameters replaced, in the dtypes they had."""
+    injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+    is_injected = lambda x: isinstance(x, injected)  # noqa: E731
+
+    def replace(s):
+        if not is_injected(s):
+            return s
+        hp = dict(s.hyperparams)
+        for k, v in values.items():
+            if k in hp:
+                hp[k] = jnp.asarray(v, dtype=jnp.asarray(hp[k]).dtype)
+        return s._replace(hyperparams=hp)
+
+    return jax.tree_util.tree_map(replace, state, is_leaf=is_injected)
+
+
+@functools.lru_cache(maxsize=64)
+def _point_kls(n_components: int):
+    """(target, H(p), (m, v) arrays) ↦ (KL(p‖q), KL(q‖p)) at each (m, v), vectorised and compiled."""
+
+    def one(target, entropy_p, m, v):
+        mean, cov = jnp.reshape(m, (1,)), jnp.reshape(v, (1, 1))
+        return divergences.kl_forward(target, mean, cov, entropy_p), divergences.kl_reverse(target, mean, cov)
+
+    return jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0)))
+
+
+def _finite_or_none(x: float) -> Optional[float]:
+    return x if math.isfinite(x) else None
+
+
+def rows_to_frames(rows: dict, divergence: str) -> list[dict]:
+    """The engine's rows of one chunk as frames ``{step, params, mean, var, kl_forward, kl_reverse,
+    loss, lr, grad}`` (``grad`` = ‖∇L‖; the minimised KL is the loss; non-finite → None)."""
+    other = "reverse" if divergence == "forward" else "forward"
+    n = len(rows["step"])
+    kl = {divergence: rows["loss"], other: rows["kl_" + other]}
+    frames = []
+    for i in range(n):
+        frames.append({
+            "step": int(rows["step"][i]),
+            "params": [_finite_or_none(float(x)) for x in np.atleast_1d(rows["params"][i])],
+            "mean": _finite_or_none(float(rows["mean"][i])),
+            "var": _finite_or_none(float(rows["var"][i])),
+            "kl_forward": _finite_or_none(float(kl["forward"][i])),
+            "kl_reverse": _finite_or_none(float(kl["reverse"][i])),
+            "loss": _finite_or_none(float(rows["loss"][i])),
+            "lr": _finite_or_none(float(rows["lr"][i])),
+            "grad": _finite_or_none(float(rows["grad_norm"][i])),
+        })
+    return frames
+
+
+def _ending(reason: str, step: int, params: np.ndarray, family: Family, loss: float) -> str:
+    """One sentence on how a run stopped (the banner's text)."""
+    if reason == "converged":
+        return f"converged at step {step}: the KL stopped changing."
+    if reason == "max_steps":
+        return f"stopped at max_steps = {step} before the KL stopped changing."
+    if not bool(family.in_domain(jnp.asarray(params))):
+        why = "the step left the parameter domain (the variance must stay positive)"
+    elif not math.isfinite(loss):
+        why = "the KL became non-finite"
+    else:
+        why = "the KL grew far past its starting value"
+    return f"diverged at step {step}: {why}; the step size is too large or negative (gradient ascent runs away)."
+
+
+def _parse_spec(text: str, field_name: str) -> MixtureSpec:
+    try:
+        return parse_distribution(text, what=field_name)
+    except SpecError as exc:
+        raise ProtocolError(str(exc), field_name) from None
+
+
+@functools.lru_cache(maxsize=128)
+def landscape_of(target_text: str, start_mean: float, start_var: float) -> dict:
+    """:func:`landscape` cached by the target's text and the start: many pages on one preset share it."""
+    return landscape(parse_distribution(target_text, what="target"), start_mean, start_var)
+
+
+def landscape(spec: MixtureSpec, start_mean: float, start_var: float) -> dict:
+    """Both KLs over a grid of (mean, log variance) around p and the start, for the contour view,
+    with the forward optimum (the moment match) and the reverse KL's local minima on the grid."""
+    target = mixture(spec)
+    means = np.asarray(spec.means)[:, 0]
+    variances = np.asarray(spec.covs)[:, 0, 0]
+    lo = min(float(np.min(means - 3 * np.sqrt(variances))), start_mean - 1.0)
+    hi = max(float(np.max(means + 3 * np.sqrt(variances))), start_mean + 1.0)
+    p_mean, p_cov = (np.asarray(x) for x in moments(target))
+    log_vars = [math.log(float(np.min(variances))) - 1.5, math.log(max(float(p_cov[0, 0]), start_var)) + 1.0]
+    mean_axis = np.linspace(lo, hi, LANDSCAPE_POINTS)
+    logvar_axis = np.linspace(log_vars[0], log_vars[1], LANDSCAPE_POINTS)
+    mm, ll = np.meshgrid(mean_axis, logvar_axis)          # rows: log variance; columns: mean
+    entropy_p = jnp.asarray(divergences.mixture_entropy(target))
+    fwd, rev = _point_kls(target.n_components)(target, entropy_p, jnp.asarray(mm.ravel()), jnp.asarray(np.exp(ll.ravel())))
+    fwd = np.asarray(fwd).reshape(mm.shape)
+    rev = np.asarray(rev).reshape(mm.shape)
+    return {
+        "mean": mean_axis.tolist(), "log_var": logvar_axis.tolist(),
+        "kl_forward": np.where(np.isfinite(fwd), fwd, np.nan).tolist(),
+        "kl_reverse": np.where(np.isfinite(rev), rev, np.nan).tolist(),
+        "optima": {"forward": [{"mean": float(p_mean[0]), "var": float(p_cov[0, 0]), "global": True}],
+                   "reverse": _grid_minima(rev, mean_axis, logvar_axis)},
+    }
+
+
+def _grid_minima(z: np.ndarray, mean_axis: np.ndarray, logvar_axis: np.ndarray) -> list[dict]:
+    """Interior grid points lower than their 8 neighbours (approximate local minima); the lowest is global."""
+    found = []
+    for i in range(1, z.shape[0] - 1):
+        for j in range(1, z.shape[1] - 1):
+            block = z[i - 1:i + 2, j - 1:j + 2]
+            if np.all(np.isfinite(block)) and z[i, j] == block.min() and np.sum(block == z[i, j]) == 1:
+                found.append((float(z[i, j]), float(mean_axis[j]), float(math.exp(logvar_axis[i]))))
+    found.sort()
+    lowest = found[0][0] if found else 0.0
+    tie = 1e-9 * max(1.0, abs(lowest))      # a symmetric p has several global minima
+    return [{"mean": m, "var": v, "global": z <= lowest + tie} for z, m, v in found]
+
+
+@dataclass
+class Run:
+    """The state of one explorer run: its configuration, compiled pieces and the engine's carry."""
+
+    config: RunConfig
+    spec: MixtureSpec
+    family: Family
+    theta0: Any
+    objective: engine.Objective = field(repr=False)
+    criteria: stopping.StopCriteria
+    carry: Any = field(repr=False)
+    stop_reason: Optional[str] = None
+
+    # --- building ------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: RunConfig) -> "Run":
+        """Check the configuration like ``gdlab fit`` does and set up step 0 (call inside x64)."""
+        spec = _parse_spec(config.target, "target")
+        init = _parse_spec(config.init, "init")
+        if spec.dim != 1:
+            raise ProtocolError(f"target \"{config.target}\" is {spec.dim}-D; the explorer fits 1-D distributions, "
+                                f"so give a 1-D spec such as N(0, 1).", "target")
+        if init.n_components != 1 or init.dim != 1:
+            raise ProtocolError(f"init \"{config.init}\" must be one 1-D Gaussian N(mean, variance), e.g. N(0, 5).", "init")
+        try:
+            family = make_family("gaussian", 1, config.param)
+            criteria = stopping.StopCriteria(max_steps=config.max_steps, tol=config.tol,
+                                             patience=config.patience).validate()
+            _optimizer(config.optimizer, _schedule_signature(config))      # schedule options checked here
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        theta0 = family.from_moments(jnp.asarray(init.means[0]), jnp.asarray(init.covs[0]))
+        if config.optimizer == "natural" and is_singular(np.asarray(analytic_fisher(family, theta0)), 0.0):
+            raise ProtocolError("the Fisher information of the starting q is singular; choose a less extreme start.", "init")
+        objective = kl_objective(spec, family, config.divergence)
+        run = cls(config, spec, family, theta0, objective, criteria, None)
+        run.reset()
+        return run
+
+    def reset(self) -> None:
+        """Back to step 0 at the starting q, with the configured step size and momentum."""
+        opt = _optimizer(self.config.optimizer, _schedule_signature(self.config))
+        carry = engine.init_carry(opt, self.theta0, self.criteria)
+        self.carry = carry._replace(opt_state=self._hyperparams(carry.opt_state))
+        self.stop_reason = None
+
+    def _hyperparams(self, state: Any) -> Any:
+        values: dict = {}
+        if self.config.schedule == "constant":
+            values["learning_rate"] = self.config.lr
+        if self.config.optimizer in MOMENTUM_OPTIMIZERS:
+            values["momentum"] = 0.0 if self.config.momentum is None else self.config.momentum
+        return set_hyperparams(state, **values)
+
+    # --- what the page shows first -------------------------------------------------------------
+
+    def started(self) -> dict:
+        """The ``started`` message: p's components, the landscape, the starting point."""
+        mean, cov = self.family.moments(self.theta0)
+        m, v = float(mean[0]), float(cov[0, 0])
+        target = mixture(self.spec)
+        fwd, rev = _point_kls(target.n_components)(target, jnp.asarray(divergences.mixture_entropy(target)),
+                                                   jnp.asarray([m]), jnp.asarray([v]))
+        return {
+            "type": "started",
+            "config": self.config.model_dump(),
+            "target": {"weights": np.asarray(self.spec.weights).tolist(),
+                       "means": np.asarray(self.spec.means)[:, 0].tolist(),
+                       "vars": np.asarray(self.spec.covs)[:, 0, 0].tolist(), "text": self.spec.text},
+            "start": {"step": 0, "mean": m, "var": v, "kl_forward": _finite_or_none(float(fwd[0])),
+                      "kl_reverse": _finite_or_none(float(rev[0])),
+                      "lr": self.config.lr if self.config.schedule == "constant" else None},
+            "param_names": list(self.family.param_names),
+            "landscape": landscape_of(self.spec.text, m, v),
+        }
+
+    # --- stepping ------------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        return int(self.carry.step)
+
+    def advance(self, length: int) -> tuple[list[dict], Optional[dict]]:
+        """Run one compiled chunk of ``length`` steps (one of CHUNK_LENGTHS); return its frames and,
+        if the run stopped, the ``stopped`` message. Call inside x64."""
+        if self.stop_reason is not None:
+            return [], None
+        opt = _optimizer(self.config.optimizer, _schedule_signature(self.config))
+        o = self.objective
+        program = _program(o.loss, o.metrics, o.fisher, o.in_domain, opt, self.criteria, length)
+        self.carry, rows = program(self.carry, o.data, None)
+        rows = jax.device_get(rows)
+        valid = rows.pop("valid")
+        rows = {k: np.asarray(v)[valid] for k, v in rows.items()}
+        frames = rows_to_frames(rows, self.config.divergence)
+        code = int(self.carry.reason)
+        if code == stopping.RUNNING:
+            return frames, None
+        self.stop_reason = stopping.STOP_REASONS[code]
+        loss = float(rows["loss"][-1]) if len(rows["loss"]) else float("nan")
+        message = _ending(self.stop_reason, self.step, np.asarray(self.carry.params), self.family, loss)
+        return frames, {"type": "stopped", "reason": self.stop_reason, "step": self.step, "message": message}
+
+    # --- steering --------------------------------------------------------------------------
+
+    def update(self, msg: Update) -> None:
+        """Apply a mid-run change; the run goes on from its current q (call inside x64)."""
+        changes = {k: v for k, v in msg.model_dump(exclude={"type"}).items() if v is not None}
+        if self.config.optimizer not in MOMENTUM_OPTIMIZERS and changes.get("momentum", 0.0) != 0.0:
+            raise ProtocolError(f"momentum applies to the {', '.join(MOMENTUM_OPTIMIZERS)} optimizers, "
+                                f"not {self.config.optimizer!r}.", "momentum")
+        try:
+            config = RunConfig.model_validate({**self.config.model_dump(), **changes})
+            _optimizer(config.optimizer, _schedule_signature(config))
+        except ValueError as exc:   # pydantic's ValidationError is a ValueError too
+            raise ProtocolError(str(exc).splitlines()[-1] if "validation error" in str(exc) else str(exc)) from None
+        if self.stop_reason == "diverged" and set(changes) - {"speed"}:
+            raise ProtocolError("the run diverged; press reset to start again from the starting q.")
+        direction_changed = config.divergence != self.config.divergence
+        self.config = config
+        if direction_changed:
+            self.objective = kl_objective(self.spec, self.family, config.divergence)
+        self.carry = self.carry._replace(opt_state=self._hyperparams(self.carry.opt_state))
+        if set(changes) - {"speed"} and (direction_changed or self.stop_reason is not None):
+            self._restart_stopping_window()
+
+    def _restart_stopping_window(self) -> None:
+        """Let a stopped run (or one whose loss changed meaning) go on: stopping starts afresh here."""
+        loss = float(_jitted(self.objective.loss)(self.carry.params, self.objective.data))
+        self.carry = self.carry._replace(reason=jnp.zeros((), jnp.int32),
+                                         first_loss=jnp.asarray(loss, self.carry.first_loss.dtype),
+                                         recent_losses=stopping.recent_losses_init(self.criteria, self.carry.params.dtype))
+        self.stop_reason = None
+
+
+def chunk_for_speed(speed: int) -> tuple[int, float]:
+    """(steps per chunk, seconds between chunks) to play ``speed`` steps per second at about
+    FRAMES_PER_SECOND messages per second or fewer."""
+    length = max((n for n in CHUNK_LENGTHS if n <= max(1.0, speed / FRAMES_PER_SECOND)), default=1)
+    return length, length / speed
