@@ -1,0 +1,259 @@
+"""Tests for gdlab.sweep: grids, traced schedules, the batched engine loop, sweeps of fits and landscapes.
+
+A sweep cell is checked against the single run with the same settings (gdlab.fit,
+gdlab.landscapes.minimize): bit for bit when the cells run one after another inside the
+compiled program (vectorize=False), to rounding under vmap. Schedules are checked against
+gdlab.schedules at every step, and "one compiled program" by counting compilations.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from gdlab import engine, fit, optim, schedules, stopping
+from gdlab.landscapes import minimize
+from gdlab.sweep import (GridAxis, ScaledSchedule, _batched_chunk, grid_cells, parse_grid, run_batch, sweep_fit,
+                         sweep_landscape, write_table)
+
+jax.config.update("jax_enable_x64", True)
+
+MIXTURE = "0.5*N(-2, 0.25) + 0.5*N(2, 0.25)"
+
+
+# ------------------------------------------------------------------------------ grids
+
+def test_parse_grid_forms():
+    assert parse_grid("lr=0.001:1:4:log") == GridAxis("lr", (0.001, 0.01, 0.1, 1.0), True)
+    axis = parse_grid("momentum=0:0.9:4")
+    np.testing.assert_allclose(axis.values, [0.0, 0.3, 0.6, 0.9], rtol=1e-15)
+    assert axis.values[-1] == 0.9 and not axis.log
+    assert parse_grid(" period = 10, 20 ,40").values == (10.0, 20.0, 40.0)
+    assert parse_grid("lr=0.5").values == (0.5,)
+    assert parse_grid("lr=0.1:0.2:1").values == (0.1,)
+    log = parse_grid("lr=0.001:1:40:log").values
+    assert len(log) == 40 and log[0] == 0.001 and log[-1] == 1.0
+    np.testing.assert_allclose(np.diff(np.log(log)), math.log(1000) / 39, rtol=1e-12)
+
+
+@pytest.mark.parametrize("text, mention", [
+    ("lr", "name=values"), ("=1,2", "name=values"), ("lr=", "name=values"),
+    ("lr=a,b", "'a' is not a number"), ("lr=1:2", "2 parts"), ("lr=1:2:3:4:5", "5 parts"),
+    ("lr=0:1:0", "whole number"), ("lr=0:1:2.5", "whole number"), ("lr=0:1:-3", "whole number"),
+    ("lr=0:1:5:log", "log spacing"), ("lr=-1:-0.1:5:log", "log spacing"), ("lr=1:2:3:cubic", "'log' or 'lin'"),
+    ("lr=nan,1", "finite"), ("lr=1,inf", "finite"), ("lr=0.1,0.1", "twice"),
+])
+def test_parse_grid_refuses_bad_text_in_one_sentence(text, mention):
+    with pytest.raises(ValueError) as info:
+        parse_grid(text)
+    assert mention in str(info.value) and "\n" not in str(info.value)
+
+
+def test_grid_cells_is_the_product_with_the_first_axis_slowest():
+    cells = grid_cells([GridAxis("a", (1.0, 2.0, 3.0)), GridAxis("b", (10.0, 20.0))])
+    assert cells["a"].tolist() == [1, 1, 2, 2, 3, 3] and cells["b"].tolist() == [10, 20] * 3
+    with pytest.raises(ValueError, match="twice"):
+        grid_cells([GridAxis("a", (1.0,)), GridAxis("a", (2.0,))])
+
+
+# ------------------------------------------------------------------------------ schedules with traced η
+
+@pytest.mark.parametrize("name, options", [
+    ("exponential", dict(decay=0.97)), ("exponential", dict(decay=0.5, decay_steps=7)),
+    ("step", dict(decay=0.5, decay_steps=10)), ("cosine", dict(decay_steps=40, alpha=0.1)),
+    ("warm-restarts", dict(period=10, period_mult=2.0, alpha=0.05)), ("warm-restarts", dict(period=7)),
+])
+def test_scaled_schedule_is_the_schedule_built_with_that_lr(name, options):
+    lr = 0.37
+    reference = schedules.make_schedule(name, lr, horizon=100, **options)
+    shapes = [schedules.make_schedule("exponential", 1.0, decay=0.5),       # another cell's shape
+              schedules.make_schedule(name, 1.0, horizon=100, **options)]
+    sched = ScaledSchedule(shapes)
+    state = sched.init()._replace(peak=jnp.asarray(lr), shape=jnp.asarray(1, jnp.int32))
+    ours, theirs = [], []
+    for t in range(100):
+        ours.append(float(jax.jit(sched)(state)))
+        theirs.append(float(jax.jit(reference)(jnp.asarray(t, jnp.int32))))
+        state = sched.update(state)
+    # the same number up to the last bit or two (compiled code may evaluate a**p as exp(p log a))
+    np.testing.assert_allclose(ours, theirs, rtol=4e-16, atol=0)
+
+
+# ------------------------------------------------------------------------------ the batched engine loop
+
+def quad_objective():
+    return engine.Objective(loss=lambda th, _: 0.5 * jnp.sum(jnp.array([1.0, 10.0]) * th ** 2))
+
+
+def test_run_batch_gives_each_run_its_own_learning_rate_and_stop():
+    """GD on ½(x² + 10y²) from (1, 1) with η: x_t = (1−η)^t, y_t = (1−10η)^t (closed form)."""
+    lrs = np.array([0.05, 0.15, 0.25])
+    crit = stopping.StopCriteria(max_steps=30, tol=0.0)
+    res = run_batch(quad_objective(), optim.gd(0.1), np.ones((3, 2)), crit, hyperparams={"learning_rate": lrs})
+    assert res.stop_reason == ("max_steps", "max_steps", "diverged")
+    for i in range(2):
+        np.testing.assert_allclose(res.params[i], [(1 - lrs[i]) ** 30, (1 - 10 * lrs[i]) ** 30], rtol=1e-12)
+    assert res.steps[2] < 30       # |1 − 2.5| > 1: the y-coordinate runs away
+
+
+def test_run_batch_traces_and_reach_match_single_runs():
+    crit = stopping.StopCriteria(max_steps=200)
+    starts = np.array([[1.0, 1.0], [-2.0, 0.5], [0.3, -0.1]])
+    res = run_batch(quad_objective(), optim.momentum(0.05, 0.5), starts, crit, keep_traces=True, reach=1e-6,
+                    vectorize=False, chunk_size=16, lanes=2)
+    for i, start in enumerate(starts):
+        one = engine.run(quad_objective(), optim.momentum(0.05, 0.5), jnp.asarray(start), crit)
+        np.testing.assert_array_equal(res.traces[i].params, one.trace.params)
+        np.testing.assert_array_equal(res.traces[i].lr, one.trace.lr)
+        assert res.loss[i] == one.loss and res.steps[i] == one.steps and res.stop_reason[i] == one.stop_reason
+        assert res.first_reach[i] == int(np.argmax(one.trace.loss <= 1e-6))
+
+
+def test_run_batch_compiles_once_for_any_number_of_lanes_refills_and_learning_rates():
+    _batched_chunk.cache_clear()
+    objective, opt, crit = quad_objective(), optim.gd(0.1), stopping.StopCriteria(max_steps=50)
+    run_batch(objective, opt, np.random.default_rng(0).normal(size=(7, 2)), crit,
+              hyperparams={"learning_rate": np.linspace(0.01, 0.15, 7)}, lanes=3, chunk_size=16)
+    assert _batched_chunk.cache_info().misses == 1
+    program = _batched_chunk(objective.loss, None, None, None, opt, crit, 16, True)
+    assert program._cache_size() == 1          # 3 lanes refilled as runs stop, many chunks: one compilation
+
+
+# ------------------------------------------------------------------------------ sweeps of fits
+
+FIT_GRID = ["lr=0.02,0.3", "period=15,40"]
+FIT_SETTINGS = dict(schedule="warm-restarts", period_mult=2.0, max_steps=400)
+
+
+@pytest.fixture(scope="module")
+def fit_sweeps():
+    common = dict(target=MIXTURE, init="N(0.5, 5)", divergence="reverse", optimizer="momentum", grid=FIT_GRID,
+                  momentum=0.9, **FIT_SETTINGS)
+    return sweep_fit(**common, vectorize=False), sweep_fit(**common)
+
+
+def single_fit(row):
+    rate = schedules.make_schedule("warm-restarts", row["lr"], period=row["period"], period_mult=2.0)
+    return fit(MIXTURE, "N(0.5, 5)", "reverse", optim.momentum(rate, 0.9), max_steps=400)
+
+
+def test_each_sweep_cell_is_the_single_fit_with_its_settings(fit_sweeps):
+    exact, vectorized = fit_sweeps
+    assert len(exact) == 4 and exact.settings["schedule_shapes"] == 2
+    for row, vrow in zip(exact.rows(), vectorized.rows()):
+        one = single_fit(row)
+        assert row["stop_reason"] == one.stop_reason and row["steps"] == one.steps
+        for key, value in (("loss", one.loss), ("mean", one.q.mean), ("var", one.q.var),
+                           ("kl_forward", one.kl_forward), ("kl_reverse", one.kl_reverse)):
+            assert abs(row[key] - value) <= 1e-10, (key, row[key], value)
+        assert row["steps_to_converge"] == (one.steps if one.stop_reason == "converged" else None)
+        assert row["loss"] == one.loss and row["var"] == one.q.var               # bit for bit
+        # vmap rounds differently; the loss agrees to rounding (a stop decided at tol = 1e-15 may come
+        # at another step, see test_vectorized_sweep_equals_single_fits_above_the_rounding_level)
+        assert abs(vrow["loss"] - one.loss) <= 1e-12
+
+
+def test_vectorized_sweep_equals_single_fits_above_the_rounding_level():
+    res = sweep_fit(MIXTURE, "N(0.5, 5)", "reverse", "momentum", ["lr=0.02,0.3", "momentum=0,0.9"], max_steps=600,
+                    tol=1e-10)
+    for row in res.rows():
+        one = fit(MIXTURE, "N(0.5, 5)", "reverse", optim.momentum(row["lr"], row["momentum"]), max_steps=600,
+                  tol=1e-10)
+        assert (row["stop_reason"], row["steps"]) == (one.stop_reason, one.steps)
+        for key, value in (("loss", one.loss), ("mean", one.q.mean), ("var", one.q.var)):
+            assert abs(row[key] - value) <= 1e-10, (key, row[key], value)
+
+
+def test_sweep_over_start_points_and_momentum_matches_single_fits():
+    res = sweep_fit("N(2, 1)", "N(0, 5)", "forward", "momentum", ["init_mean=-1,3", "init_var=0.5"],
+                    lr=0.2, momentum=0.5, max_steps=300, vectorize=False)
+    for row in res.rows():
+        one = fit("N(2, 1)", f"N({row['init_mean']!r}, {row['init_var']!r})", "forward",
+                  optim.momentum(0.2, 0.5), max_steps=300)
+        assert row["steps"] == one.steps and row["loss"] == one.loss and row["var"] == one.q.var
+
+
+def test_natural_gradient_sweeps_damping_and_trust_region_as_single_fits():
+    res = sweep_fit("N(3, 0.5)", "N(0, 5)", "forward", "natural", ["lr=0.3,1", "damping=0,0.1"], max_steps=200,
+                    vectorize=False)
+    for row in res.rows():
+        one = fit("N(3, 0.5)", "N(0, 5)", "forward", optim.natural(row["lr"], row["damping"]), max_steps=200)
+        assert (row["steps"], row["loss"], row["mean"]) == (one.steps, one.loss, one.q.mean)
+    res = sweep_fit("N(3, 0.5)", "N(0, 5)", "forward", "natural", ["trust_region=0.01,0.1"], max_steps=300,
+                    vectorize=False)
+    for row in res.rows():      # lr defaults to 1 for natural, as in gdlab fit
+        one = fit("N(3, 0.5)", "N(0, 5)", "forward", optim.natural(1.0, trust_region=row["trust_region"]),
+                  max_steps=300)
+        assert (row["steps"], row["loss"]) == (one.steps, one.loss)
+
+
+def test_diverged_cells_and_steps_to_reach():
+    res = sweep_fit("N(2, 1)", "N(0, 5)", "reverse", "gd", ["lr=0.1,2.5,-0.5"], max_steps=300, reach=1e-8)
+    assert res.columns["stop_reason"][1:] == ["diverged", "diverged"] or res.columns["stop_reason"][1] == "diverged"
+    assert res.columns["steps_to_converge"][1] is None and res.columns["steps_to_reach"][1] is None
+    one = fit("N(2, 1)", "N(0, 5)", "reverse", optim.gd(0.1), max_steps=300)
+    assert res.columns["steps_to_reach"][0] == int(np.argmax(one.trace.loss <= 1e-8))
+
+
+@pytest.mark.parametrize("grid, kwargs, mention", [
+    (["momentum=0,0.9"], dict(optimizer="gd"), "momentum belongs to"),
+    (["decay=0.9,0.99"], dict(optimizer="gd"), "belongs to --schedule exponential or step"),
+    (["max_steps=10,20"], dict(optimizer="gd"), "stopping rules"),
+    (["bogus=1,2"], dict(optimizer="gd"), "can vary lr"),
+    (["period=10,12.5"], dict(optimizer="gd", schedule="warm-restarts"), "whole numbers"),
+    (["momentum=0.5,1.5"], dict(optimizer="momentum"), "1.5"),
+    (["decay=0.5,2"], dict(optimizer="gd", schedule="exponential"), "decay"),
+    (["init_var=1,-1"], dict(optimizer="gd"), "positive"),
+    ([], dict(optimizer="gd"), "at least one --grid"),
+    (["lr=0.1"], dict(optimizer="sgdx"), "optimizer must be one of"),
+])
+def test_bad_sweeps_are_refused_before_running(grid, kwargs, mention):
+    with pytest.raises(ValueError) as info:
+        sweep_fit("N(2, 1)", "N(0, 5)", "forward", grid=grid, max_steps=10, **kwargs)
+    assert mention in str(info.value), str(info.value)
+
+
+# ------------------------------------------------------------------------------ sweeps of landscapes
+
+def test_landscape_sweep_small_step_stays_large_step_escapes():
+    res = sweep_landscape("double-well", 1.5, "gd", ["lr=0.01,0.1"], max_steps=2000, vectorize=False)
+    for row in res.rows():
+        one = minimize("double-well", 1.5, optim.gd(row["lr"]), max_steps=2000)
+        assert row["x"] == float(one.x[0]) and row["f"] == one.f and row["steps"] == one.steps
+    assert [round(x, 6) for x in res.columns["x"]] == [1.2, -1.5]
+
+
+def test_landscape_sweep_over_start_points():
+    res = sweep_landscape("himmelblau", None, "gd", ["x0=-4,4", "y0=-4,4"], lr=0.01, max_steps=3000)
+    assert res.counts()["converged"] == 4
+    assert all(abs(f) < 1e-12 for f in res.columns["f"])
+    with pytest.raises(ValueError, match="natural gradient needs a Fisher"):
+        sweep_landscape("himmelblau", None, "natural", ["lr=0.1"])
+
+
+# ------------------------------------------------------------------------------ tables
+
+def test_tables_round_trip_in_every_format(tmp_path, fit_sweeps):
+    exact, _ = fit_sweeps
+    paths = {s: tmp_path / f"cells{s}" for s in (".csv", ".parquet", ".json")}
+    for p in paths.values():
+        write_table(exact, str(p))
+    with open(paths[".csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["loss"]) for r in rows] == exact.columns["loss"]
+    assert [r["stop_reason"] for r in rows] == exact.columns["stop_reason"]
+    table = pq.read_table(paths[".parquet"]).to_pydict()
+    assert table["loss"] == exact.columns["loss"] and table["period"] == exact.columns["period"]
+    payload = json.loads(paths[".json"].read_text())
+    assert payload["cells"] == exact.rows() and payload["axes"] == {"lr": [0.02, 0.3], "period": [15.0, 40.0]}
+    with pytest.raises(ValueError, match="must end in"):
+        write_table(exact, str(tmp_path / "cells.xlsx"))
+    with pytest.raises(ValueError, match="folder does not exist"):
+        write_table(exact, str(tmp_path / "missing" / "cells.csv"))
