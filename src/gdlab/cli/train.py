@@ -282,7 +282,8 @@ def print_table(console: Console, result, settings: dict) -> None:
     table = Table(title=f"train: {title}, {result.model.loss}", show_header=True, header_style="bold")
     table.add_column("quantity")
     table.add_column("value", overflow="fold")
-    table.add_row("data", f"{result.n_train} training rows, {result.n_test} test rows, {len(result.features)} features")
+    table.add_row("data", f"{result.n_train:,} training rows, {result.n_test:,} test rows, "
+                          f"{len(result.features)} features")
     table.add_row("penalty", _penalty_text(result))
     batch = "full batch" if result.batch_size == 0 else f"mini-batches of {result.batch_size}"
     table.add_row("optimizer", f"{settings['optimizer']}, lr {settings['lr']:g}, {settings['schedule']}, {batch}")
@@ -295,8 +296,8 @@ def print_table(console: Console, result, settings: dict) -> None:
     table.add_row(f"train {label}", _cell(result.metrics[metric], diverged))
     table.add_row(f"test {label}", _cell(result.metrics["test_" + metric], no_test if result.n_test == 0 else diverged))
     table.add_row("gradient norm", _cell(result.metrics["grad_norm"], diverged))
-    table.add_row("steps", str(result.steps))
-    table.add_row("epochs", str(result.epochs))
+    table.add_row("steps", f"{result.steps:,}")
+    table.add_row("epochs", f"{result.epochs:,}")
     table.add_row("stop reason", result.stop_reason)
     table.add_row("time", f"{result.elapsed:.2f} s")
     console.print(table)
