@@ -43,7 +43,7 @@ def sweep_outputs(f):
                      help="Also report, per cell, the first step at which the loss is <= LOSS (steps_to_reach)."),
         click.option("--exact", is_flag=True, default=False,
                      help="Run the cells one after another inside the compiled program: bit for bit the single "
-                          "runs (vmap, the default, agrees to rounding and is several times faster)."),
+                          "runs (vmap, the default, agrees to rounding; which is faster depends on the objective)."),
         click.option("--json", "json_out", default=None, metavar="PATH|-",
                      help="Write the whole table and the settings as JSON to PATH, or to stdout with '-'."),
     ]
