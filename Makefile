@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test explore clean bench bench-quick
+.PHONY: test explore screenshots figures clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,9 +14,17 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The web explorer on http://127.0.0.1:8000/ (PORT=8001 make explore for another port).
 explore: $(STAMP)
-	@echo "The web explorer arrives with its own issue; until then, gdlab fit shows what runs:"
-	@$(VENV)/bin/gdlab fit --help
+	$(VENV)/bin/gdlab explore --port $${PORT:-8000}
+
+# The README's screenshot of the explorer (needs /usr/bin/chromium: apt-get install -y chromium).
+screenshots: $(STAMP)
+	$(PY) scripts/explorer_screenshots.py
+
+# The README's pictures (docs/figures/*.png), each made by the gdlab command the script prints.
+figures: $(STAMP)
+	$(PY) scripts/make_figures.py
 
 # Every benchmark at full size beside its peers (torch==2.13.0 exactly: a local CPU wheel here),
 # then docs/benchmarks.md regenerated from benchmarks/results/*.json.

@@ -32,9 +32,16 @@ _ATTRIBUTES = {
     "make_schedule": ("gdlab.schedules", "make_schedule"),
     "fisher_information": ("gdlab.fisher", "fisher_information"),
     "compare_params": ("gdlab.invariance", "compare_params"),
+    "minimize": ("gdlab.landscapes", "minimize"),
+    "multistart": ("gdlab.landscapes", "multistart"),
+    "sweep_fit": ("gdlab.sweep", "sweep_fit"),
+    "sweep_landscape": ("gdlab.sweep", "sweep_landscape"),
+    "train": ("gdlab.training", "train"),
+    "TrainResult": ("gdlab.training", "TrainResult"),
 }
 _SUBMODULES = ("optim", "schedules", "stopping", "engine", "families", "targets", "divergences", "specs",
-               "fisher", "invariance")
+               "fisher", "invariance", "landscapes", "expressions", "sweep", "plots", "comparison",
+               "models", "data", "training")
 
 __all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES))
 

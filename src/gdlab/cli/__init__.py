@@ -116,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 from gdlab.cli import fit as _fit  # noqa: E402,F401  (each import registers its command on `app`)
+from gdlab.cli import train as _train  # noqa: E402,F401
 from gdlab.cli import fisher as _fisher  # noqa: E402,F401
 from gdlab.cli import compare as _compare  # noqa: E402,F401
+from gdlab.cli import landscape as _landscape  # noqa: E402,F401
+from gdlab.cli import sweep as _sweep  # noqa: E402,F401
+from gdlab.cli import explore as _explore  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

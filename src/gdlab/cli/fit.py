@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gdlab.cli import UserError, app, check_json_path, emit_json, finite, fmt, json_num, progress_bar
+from gdlab.cli import fit_extras
 
 
 @app.command("fit", no_args_is_help=True)
@@ -61,12 +62,14 @@ from gdlab.cli import UserError, app, check_json_path, emit_json, finite, fmt, j
 @click.option("--json", "json_out", default=None, metavar="PATH|-",
               help="Write the result and its trace as JSON to PATH, or to stdout with '-' (stdout then holds "
               "the JSON alone).")
+@fit_extras.options
 def fit_command(target: str, init: Optional[str], family: str, divergence: str, param: Optional[str],
                 optimizer: str, lr: Optional[float], momentum: Optional[float], damping: Optional[float],
                 trust_region: Optional[float], schedule: str, decay: Optional[float],
                 decay_steps: Optional[int], alpha: float, period: Optional[int], period_mult: float,
                 max_steps: int, tol: float, patience: int, grad_tol: float, seed: int, samples: int,
-                json_out: Optional[str]) -> None:
+                json_out: Optional[str], plot_path: Optional[str] = None, animate_path: Optional[str] = None,
+                plot_size: str = "1200x800", compare: tuple = (), extra_specs: tuple = ()) -> None:
     """Fit a Gaussian q to a target p by gradient descent on KL divergence, in either direction.
 
     \b
@@ -82,6 +85,7 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
     target_spec = parse_distribution(target, what="--target")
     init_spec = None if init is None else parse_distribution(init, what="--init")
     check_json_path(json_out)
+    extras = fit_extras.prepare(target_spec, plot_path, animate_path, plot_size, compare, extra_specs)
 
     if lr is None:
         lr = 1.0 if optimizer == "natural" else 0.1
@@ -97,6 +101,14 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
     if schedule != "warm-restarts" and (period is not None or period_mult != 1.0):
         raise UserError(f"--period and --period-mult apply to --schedule warm-restarts, not {schedule!r}.")
     opt = optim.by_name(optimizer, rate, momentum, damping=damping, trust_region=trust_region)
+    if extras.specs:
+        fit_extras.run_compare(extras, target_spec, init_spec, divergence,
+                               dict(lr=lr, momentum=momentum, damping=damping, trust_region=trust_region,
+                                    schedule=schedule, decay=decay, decay_steps=decay_steps, alpha=alpha,
+                                    period=period, period_mult=period_mult),
+                               dict(family=family, param=param, max_steps=max_steps, tol=tol, patience=patience,
+                                    grad_tol=grad_tol, samples=samples, seed=seed), json_out)
+        return
 
     err = Console(stderr=True)
     progress = progress_bar(err, quiet=json_out == "-")
@@ -106,6 +118,7 @@ def fit_command(target: str, init: Optional[str], family: str, divergence: str, 
                      patience=patience, grad_tol=grad_tol, samples=samples, seed=seed,
                      callback=lambda rows: progress.update(task, completed=int(rows["step"][-1]) if len(rows["step"]) else 0))
 
+    fit_extras.draw_single(extras, target_spec, result, optimizer, lr, momentum, schedule)
     emit_json(_fit_json(result, lr, optimizer, schedule, damping, trust_region), json_out)
     if json_out == "-":
         err.print(result.message, highlight=False)
