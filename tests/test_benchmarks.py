@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py"]
+QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py", "bench_sweep.py"]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,11 @@ def test_fit_benchmark_reports_steps_for_each_optimizer(results):
     assert optimizers == {"gd", "momentum", "nesterov", "adam", "natural", "natural-tr"}
     natural = next(r for r in data["rows"] if r["optimizer"] == "natural")
     assert natural["steps"] == 2  # forward KL in (mean, variance): the mean at step 1, the variance at 2
+
+
+def test_sweep_benchmark_writes_its_results(results):
+    data = json.loads((results / "sweep.json").read_text())
+    assert data["quick"] is True
 
 
 def test_startup_benchmark_and_report(results, tmp_path):

@@ -47,6 +47,12 @@ def expect_error(ws, text: str, field=None) -> dict:
     assert msg["type"] == "error", msg
     assert msg["field"] == field
     assert msg["message"].endswith(".")
+    try:
+        sent = json.loads(text).get("type") if len(text) <= 65_536 else None
+    except (ValueError, AttributeError):
+        sent = None
+    # the error names the message it answers when that message was readable and of a known type
+    assert msg["reply_to"] == (sent if sent in ("start", "pause", "resume", "step", "reset", "update") else None)
     return msg
 
 
@@ -147,3 +153,15 @@ def test_abrupt_disconnect_mid_run_leaves_the_server_serving(client):
         assert stopped["reason"] == "converged"
     assert client.get("/").status_code == 200
     assert client.get("/vendor/plotly.min.js").status_code == 200
+
+
+def test_a_refused_start_leaves_nothing_to_resume(client):
+    """A page that starts p, then starts a malformed p and presses play must not resume the first run."""
+    with client.websocket_connect("/ws") as ws:
+        assert start(ws, play=False, target="N(2, 1)")["type"] == "started"
+        assert ws.receive_json()["type"] == "state"
+        refused = expect_error(ws, json.dumps({"type": "start", "config": {"target": "N(2"}, "play": False, "id": 7}),
+                               field="target")
+        assert refused["id"] == 7
+        answer = expect_error(ws, json.dumps({"type": "resume"}))
+        assert "start" in answer["message"]

@@ -57,33 +57,38 @@ class Connection:
     async def send(self, payload: dict) -> None:
         await self.ws.send_text(json.dumps(payload, allow_nan=False))
 
-    async def error(self, message: str, field: Optional[str] = None) -> None:
-        await self.send({"type": "error", "field": field, "message": message})
+    async def error(self, message: str, field: Optional[str] = None, reply_to: Optional[str] = None,
+                    ident: Optional[int] = None) -> None:
+        # reply_to and id name the message refused (null when it could not be read), so a page
+        # that sent several starts knows which one an error answers.
+        await self.send({"type": "error", "field": field, "message": message, "reply_to": reply_to, "id": ident})
 
     async def handle(self, text: str) -> None:
         """Act on one message; every refusal is an error frame."""
+        kind, ident = protocol.message_type(text)
         try:
             msg = protocol.parse_message(text)
             await getattr(self, "on_" + msg.type)(msg)
         except ProtocolError as exc:
-            await self.error(str(exc), exc.field)
+            await self.error(str(exc), exc.field, kind, ident)
         except (ValueError, ArithmeticError) as exc:     # a library check we did not anticipate
-            await self.error(str(exc))
+            await self.error(str(exc), None, kind, ident)
         except (WebSocketDisconnect, asyncio.CancelledError):
             raise
         except Exception as exc:                          # report, never take the server down
             log.exception("explorer message failed")
-            await self.error(f"the server could not do that: {type(exc).__name__}: {exc}")
+            await self.error(f"the server could not do that: {type(exc).__name__}: {exc}", None, kind, ident)
 
     # --- messages ------------------------------------------------------------------------
 
     async def on_start(self, msg: protocol.Start) -> None:
         await self.stop_playing()
         async with self.lock:
+            self.run = None   # a refused start leaves no run behind to resume
             run = await asyncio.to_thread(_x64, runner.Run.build, msg.config)
             started = await asyncio.to_thread(_x64, run.started)
             self.run = run
-        await self.send(started)
+        await self.send({**started, "id": msg.id})
         if msg.play:
             await self.play()
         else:

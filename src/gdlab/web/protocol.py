@@ -96,6 +96,7 @@ class Start(_Strict):
     type: Literal["start"]
     config: RunConfig = RunConfig()
     play: bool = True
+    id: Optional[int] = None    # echoed in "started" and in an error refusing it: starts may overlap
 
 
 class Pause(_Strict):
@@ -173,6 +174,23 @@ def _describe(error: dict) -> tuple[str, Optional[str]]:
     if msg.startswith(field + " "):
         return f"{msg}{shown}.", field
     return f"{field} {msg[0].lower()}{msg[1:]}{shown}.", field
+
+
+def message_type(text: str) -> tuple[str | None, int | None]:
+    """(``type``, ``id``) of a readable message of a known type, else (None, None); never raises."""
+    import json
+
+    if len(text) > MAX_MESSAGE_CHARS:
+        return None, None
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None, None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind not in _MESSAGES:
+        return None, None
+    ident = raw.get("id")
+    return kind, ident if isinstance(ident, int) and not isinstance(ident, bool) else None
 
 
 def parse_message(text: str) -> Message:

@@ -138,15 +138,21 @@ function startRun(play) {
   const cfg = config();
   if (!validate(cfg)) { state.run = null; return false; }
   state.run = { key: structuralKey(cfg), stopped: false, diverged: false, pending: true };
-  send({ type: "start", config: cfg, play });
+  state.startId = (state.startId || 0) + 1;
+  state.refused = false;
+  send({ type: "start", config: cfg, play, id: state.startId });
   return true;
 }
 
 function onMessage(msg) {
   switch (msg.type) {
     case "started":
+      if (msg.id !== state.startId) break;   // an earlier start, overtaken by a later one: stale
       clearErrors();
-      if (state.run) state.run.pending = false;
+      if (state.run) {
+        state.run.pending = false;
+        if (state.run.playWhenStarted) send({ type: "resume" });
+      }
       state.target = msg.target; state.landscape = msg.landscape; state.start = msg.start;
       state.trace = []; state.latest = null; hideBanner(); showReadouts(msg.start); render();
       break;
@@ -168,7 +174,7 @@ function onMessage(msg) {
       setDivergence(msg.divergence); hideBanner(); render();
       break;
     case "error":
-      if (state.run && state.run.pending) state.run = null;  // the start was refused: nothing runs
+      if (msg.reply_to === "start" && msg.id === state.startId) { state.run = null; state.refused = true; }
       state.playing = false; showPlaying();
       setError(msg.field, msg.message);
       break;
@@ -179,10 +185,15 @@ function onMessage(msg) {
 
 // ---------- controls ----------
 
+// A field the server refused keeps its message, and nothing runs, until the field changes.
+function refusedField() { return state.refused; }
+
 function play() {
   const cfg = config();
   state.wantPlay = true; writeUrl();
+  if (refusedField()) return;
   if (!validate(cfg)) return;
+  if (state.run && state.run.pending) { state.run.playWhenStarted = true; return; }  // its start is on the way
   if (!state.run || state.run.key !== structuralKey(cfg) || state.run.diverged || state.dirty) {
     state.dirty = false; startRun(true);
   } else if (state.run.stopped) {
@@ -198,7 +209,7 @@ function togglePlay() { if (state.playing) pause(); else play(); }
 
 function singleStep() {
   const cfg = config();
-  if (!validate(cfg)) return;
+  if (refusedField() || !validate(cfg)) return;
   if (!state.run || state.run.key !== structuralKey(cfg) || state.run.diverged || state.dirty) {
     state.dirty = false; if (!startRun(false)) return;
   }
