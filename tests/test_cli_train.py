@@ -5,9 +5,6 @@ formulas, never from gdlab's own output.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 import subprocess
 import sys
@@ -23,25 +20,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from datagen import write_csv, write_logistic_parquet
-from gdlab.cli import main
+from test_cli import invoke, strict_loads
 
 JSON_KEYS = ("stop_reason", "steps", "epochs", "loss", "test_loss", "metrics", "weights", "trace")
 TRACE_KEYS = ("step", "loss", "epoch_loss", "lr")
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name!r}")
-
-
-def strict_loads(text: str):
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(args))
-    return rc, out.getvalue(), err.getvalue()
 
 
 @lru_cache(maxsize=None)
