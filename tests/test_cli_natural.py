@@ -115,3 +115,17 @@ def test_compare_params_json_and_table():
 def test_bad_input_is_one_sentence_and_exit_2(args, needle):
     line = assert_one_line_error(*invoke(*args))
     assert needle in line, line
+
+
+def test_compare_params_draws_the_invariance_figure(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "invariance.png"
+    rc, _, err = invoke("compare-params", "--target", "N(3, 0.5)", "--lr", "0.05", "--steps", "20",
+                        "--params", "mean_var,mean_precision", "--plot", str(out), "--plot-size", "640x320")
+    assert rc == 0, err
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == (640, 320)
+        assert len(set(img.convert("L").getdata())) > 10   # not blank
+    line = assert_one_line_error(*invoke("compare-params", "--target", "N(3, 0.5)", "--plot", str(tmp_path / "x.txt")))
+    assert "must end in" in line

@@ -805,3 +805,51 @@ def sweep_heatmap(result, x_axis: str | None = None, y_axis: str | None = None, 
     fig.suptitle(title or f"sweep of {s.get('optimizer')} on {what}: {len(result)} runs, "
                  f"max_steps {s.get('max_steps')}, tol {s.get('tol')}", fontsize=11)
     return fig
+
+
+def param_comparison_figure(result, *, title: str | None = None, size: tuple[int, int] = (1200, 600)):
+    """The invariance picture of :func:`gdlab.invariance.compare_params`.
+
+    Left: for every pair of parameterizations, the symmetric KL between their q's at each step
+    (log axis), solid for the first optimizer (natural gradient by default), dashed for the
+    second. Right: each run's path in (mean, log variance), one colour per parameterization.
+
+    Example:
+      >>> from gdlab.invariance import compare_params
+      >>> res = compare_params("N(3, 0.5)", "N(0, 5)", lr=0.05, steps=20, params=("mean_var", "mean_precision"))
+      >>> fig = param_comparison_figure(res, size=(600, 300))
+      >>> [round(v) for v in fig.get_size_inches() * fig.dpi]
+      [600, 300]
+    """
+    fig = _figure(size)
+    gaps, paths = fig.subplots(1, 2)
+    styles = ("-", "--", ":", "-.")
+    colours = {p: f"C{i}" for i, p in enumerate(result.params)}
+    pairs = list(dict.fromkeys((a, b) for _, a, b in result.gap_curves))
+    pair_colour = {pair: f"C{i % 10}" for i, pair in enumerate(pairs)}
+    for k, name in enumerate(result.optimizers):
+        for (opt, a, b), curve in result.gap_curves.items():
+            if opt != name:
+                continue
+            steps = np.arange(len(curve))
+            shown = np.where(curve > 0, curve, np.nan)  # step 0 (the same q) has no place on a log axis
+            gaps.plot(steps, shown, styles[k % len(styles)], color=pair_colour[(a, b)], lw=1.2,
+                      label=f"{name}: {a} vs {b}")
+        for param in result.params:
+            run = result.runs[(name, param)]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                log_var = np.log(np.where(run.trace.var > 0, run.trace.var, np.nan))
+            paths.plot(run.trace.mean, log_var, styles[k % len(styles)], color=colours[param], lw=1.2,
+                       label=f"{name}, {param}")
+    gaps.set_yscale("log")
+    gaps.set_xlabel("step")
+    gaps.set_ylabel("max(KL(q_a||q_b), KL(q_b||q_a))  [nats]")
+    gaps.set_title("how far apart the parameterizations' q's are")
+    gaps.legend(fontsize="x-small", ncol=2)
+    paths.set_xlabel("mean")
+    paths.set_ylabel("log variance")
+    paths.set_title("paths of q")
+    paths.legend(fontsize="x-small", ncol=2)
+    fig.suptitle(title or f"{' vs '.join(result.optimizers)} in {len(result.params)} parameterizations, "
+                 f"lr {result.lr:g}, {result.steps} steps")
+    return fig

@@ -32,9 +32,12 @@ ALL_PARAMS = "mean_var,mean_std,mean_logstd,mean_precision,natural,expectation"
 @click.option("--damping", type=float, default=None, help="Damping of the natural gradient's Fisher (default 0).")
 @click.option("--json", "json_out", default=None, metavar="PATH|-",
               help="Write the comparison as JSON to PATH, or to stdout with '-'.")
+@click.option("--plot", "plot_path", default=None, metavar="PATH",
+              help="Draw the KL between parameterizations per step and the paths of q (PNG, SVG or PDF).")
+@click.option("--plot-size", default="1200x600", show_default=True, help="The picture's size in pixels, WIDTHxHEIGHT.")
 def compare_params_command(target: str, init: str, divergence: str, optimizer: str, versus: str, lr: float,
                            steps: int, params: str, momentum: Optional[float], damping: Optional[float],
-                           json_out: Optional[str]) -> None:
+                           json_out: Optional[str], plot_path: Optional[str], plot_size: str) -> None:
     """Run one optimizer from the same q in every parameterization; report how far apart the q's get.
 
     For each pair of parameterizations: the largest KL between the two runs' q's at the same
@@ -45,11 +48,18 @@ def compare_params_command(target: str, init: str, divergence: str, optimizer: s
     \b
     Example:
       gdlab compare-params --target "N(3, 0.5)" --init "N(0, 5)" --optimizer natural --lr 0.05 --steps 200
+      gdlab compare-params --target "N(3, 0.5)" --lr 0.01 --params mean_var,mean_logstd,mean_precision --plot inv.png
     """
     from gdlab.invariance import compare_params
     from gdlab.specs import parse_distribution
 
     check_json_path(json_out)
+    size = None
+    if plot_path is not None:
+        from gdlab import plots
+
+        plots.check_figure_path(plot_path)
+        size = plots.parse_size(plot_size)
     for name, value in (("--lr", lr), ("--momentum", momentum), ("--damping", damping)):
         finite(name, value)
     names = tuple(p.strip() for p in params.split(",") if p.strip())
@@ -62,6 +72,8 @@ def compare_params_command(target: str, init: str, divergence: str, optimizer: s
         raise UserError(f"--damping must be a number >= 0, got {damping}.")
     result = compare_params(target_spec, init_spec, divergence, optimizers, lr=lr, steps=steps, params=names,
                             momentum=momentum, damping=damping)
+    if plot_path is not None:
+        plots.save_figure(plots.param_comparison_figure(result, size=size), plot_path)
     emit_json(_payload(result, divergence), json_out)
     if json_out != "-":
         _print(Console(), result)
