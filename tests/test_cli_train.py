@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from datagen import write_csv, write_logistic_parquet
-from test_cli import invoke, strict_loads
+from test_cli import invoke, strict_loads, table_value
 
 JSON_KEYS = ("stop_reason", "steps", "epochs", "loss", "test_loss", "metrics", "weights", "trace")
 TRACE_KEYS = ("step", "loss", "epoch_loss", "lr")
@@ -32,15 +32,6 @@ def train_json(*args: str) -> dict:
     assert rc == 0, err
     assert "Traceback" not in err
     return strict_loads(out)
-
-
-def table_value(text: str, label: str) -> str:
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.replace("┃", "│").split("│")]
-        cells = [c for c in cells if c]
-        if len(cells) == 2 and cells[0] == label:
-            return cells[1]
-    raise AssertionError(f"no row {label!r} in:\n{text}")
 
 
 def assert_one_line_error(rc: int, out: str, err: str) -> str:

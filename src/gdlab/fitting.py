@@ -257,8 +257,14 @@ def fit(target: str | MixtureSpec, init: str | MixtureSpec | None = None, diverg
                     grad_tol, samples, seed, callback)
 
 
-def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol, patience, grad_tol,
-         samples, seed, callback) -> FitResult:
+def fit_problem(target: str | MixtureSpec, init: str | MixtureSpec | None, family: str = "gaussian",
+                param: str | None = None) -> tuple[MixtureSpec, Family, np.ndarray, np.ndarray]:
+    """(target spec, q's family, q₀'s mean and covariance) as :func:`fit` reads its arguments.
+
+    The default init is the source text's N(0, 5) in 1-D and N(0, I) in d-D; every bad pairing
+    of target, init and family is a :class:`SpecError` naming it. Sweeps use it too, so that a
+    sweep cell starts exactly where ``gdlab fit`` with its settings does.
+    """
     target_spec = _as_spec(target, "target")
     dim = target_spec.dim
     if init is None:
@@ -269,12 +275,19 @@ def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol
         raise SpecError(f"init \"{init_spec.text}\" is a mixture; q is a single Gaussian, so give one N(mean, variance).")
     if init_spec.dim != dim:
         raise SpecError(f"init \"{init_spec.text}\" is {init_spec.dim}-D but the target is {dim}-D; give an init of the target's dimension.")
-    fam = make_family(family_name, dim, param)
+    fam = make_family(family, dim, param)
     init_cov = init_spec.covs[0]
     if fam.name == "diag-gaussian" and dim > 1 and np.any(init_cov != np.diag(np.diag(init_cov))):
         raise SpecError(f"init \"{init_spec.text}\" has a non-diagonal covariance, which a diag-gaussian q cannot "
                         f"start from; give a diagonal covariance or use --family gaussian.")
-    theta0 = fam.from_moments(jnp.asarray(init_spec.means[0]), jnp.asarray(init_cov))
+    return target_spec, fam, np.asarray(init_spec.means[0]), np.asarray(init_cov)
+
+
+def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol, patience, grad_tol,
+         samples, seed, callback) -> FitResult:
+    target_spec, fam, init_mean, init_cov = fit_problem(target, init, family_name, param)
+    dim = target_spec.dim
+    theta0 = fam.from_moments(jnp.asarray(init_mean), jnp.asarray(init_cov))
     optimizer = optimizer if optimizer is not None else optim.gd(0.1)
     criteria = stopping.StopCriteria(max_steps=max_steps, tol=tol, patience=patience, grad_tol=grad_tol).validate()
     objective = kl_objective(target_spec, fam, divergence, samples=samples, seed=seed)

@@ -706,37 +706,6 @@ def sweep_fit(target: Any, init: Any = None, divergence: str = "forward", optimi
                           lanes, vectorize, callback)
 
 
-def _fit_problem(target, init, family, param):
-    """(target spec, family, θ₀'s mean and covariance) exactly as :func:`gdlab.fit` reads them."""
-    from gdlab.families import make_family
-    from gdlab.specs import MixtureSpec, SpecError, parse_distribution
-
-    def spec(value, what):
-        if isinstance(value, MixtureSpec):
-            return value
-        if not isinstance(value, str):
-            raise SpecError(f"{what} must be a distribution spec such as \"N(0, 5)\", got {value!r}.")
-        return parse_distribution(value, what=what)
-
-    target_spec = spec(target, "target")
-    dim = target_spec.dim
-    if init is None:
-        init_spec = parse_distribution(f"N({[0.0] * dim}, {np.eye(dim).tolist()})" if dim > 1 else "N(0, 5)")
-    else:
-        init_spec = spec(init, "init")
-    if init_spec.n_components != 1:
-        raise SpecError(f"init \"{init_spec.text}\" is a mixture; q is a single Gaussian, so give one N(mean, variance).")
-    if init_spec.dim != dim:
-        raise SpecError(f"init \"{init_spec.text}\" is {init_spec.dim}-D but the target is {dim}-D; give an init "
-                        f"of the target's dimension.")
-    fam = make_family(family, dim, param)
-    cov = init_spec.covs[0]
-    if fam.name == "diag-gaussian" and dim > 1 and np.any(cov != np.diag(np.diag(cov))):
-        raise SpecError(f"init \"{init_spec.text}\" has a non-diagonal covariance, which a diag-gaussian q cannot "
-                        f"start from; give a diagonal covariance or use --family gaussian.")
-    return target_spec, fam, np.asarray(init_spec.means[0]), np.asarray(cov)
-
-
 @lru_cache(maxsize=16)
 def _final_values(fam, forward_loss, reverse_loss):
     """Compiled: each cell's final moments and both KL directions (NaN outside the domain, as gdlab.fit)."""
@@ -755,9 +724,10 @@ def _sweep_fit(target, init, divergence, optimizer, grid, lr, momentum, damping,
     import jax
     import jax.numpy as jnp
 
+    from gdlab import fitting
     from gdlab.fitting import kl_objective
 
-    target_spec, fam, mean0, cov0 = _fit_problem(target, init, family, param)
+    target_spec, fam, mean0, cov0 = fitting.fit_problem(target, init, family, param)
     start_names = ("init_mean", "init_var") if fam.dim == 1 else ()
     axes, cells, criteria = _prepare(optimizer, schedule, grid, start_names, reach, max_steps, tol, patience, grad_tol)
     n = len(next(iter(cells.values())))
