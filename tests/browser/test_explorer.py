@@ -44,9 +44,12 @@ def wait_until_stops_falling(page, name: str, timeout: float = 60, calm: float =
     pytest.fail(f"the displayed {name} kept falling for {timeout} s")
 
 
-def ensure_playing(page) -> None:
-    if page.inner_text("#play") == "Play":
-        page.click("#play")
+def wait_running_or_stopped(page, timeout: float = 60) -> None:
+    """A direction button starts the run by itself (as in the source text): wait until the page
+    says so. Never click Play here: its label can turn to "Pause" between a read and a click,
+    and the click would then pause the run."""
+    page.wait_for_function("document.getElementById('play').textContent === 'Pause' || "
+                           "!document.getElementById('banner').hidden", timeout=timeout * 1000)
 
 
 def open_page(page, url: str) -> None:
@@ -70,7 +73,7 @@ def test_reverse_kl_finds_one_mode_then_forward_kl_the_mixture_mean(page, explor
     page.select_option("#speed", FAST)
     set_field(page, "#lr", "0.05")
     page.click("#btn-reverse")
-    ensure_playing(page)
+    wait_running_or_stopped(page)
     wait_until_stops_falling(page, "kl-reverse")
     mean = readout(page, "mean")
     assert abs(abs(mean) - 2.0) < 0.05, f"reverse KL should settle on a mode at ±2, the page shows Mean {mean}"
@@ -117,7 +120,7 @@ def test_the_url_reproduces_the_run_after_a_reload(page, explorer_url):
     set_field(page, "#lr", "0.02")
     page.select_option("#speed", FAST)
     page.click("#btn-reverse")
-    ensure_playing(page)
+    wait_running_or_stopped(page)
     page.locator("#banner").wait_for(state="visible", timeout=60_000)
     before = {k: page.inner_text(f"#{k}") for k in ("kl-forward", "kl-reverse", "mean", "var", "step-count")}
     url = page.url
@@ -134,7 +137,7 @@ def test_csv_download_has_one_row_per_step(page, explorer_url):
     page.select_option("#preset", "bimodal")
     page.select_option("#speed", FAST)
     page.click("#btn-reverse")
-    ensure_playing(page)
+    wait_running_or_stopped(page)
     page.locator("#banner").wait_for(state="visible", timeout=60_000)
     steps = int(page.inner_text("#step-count"))
     with page.expect_download() as info:
