@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -46,11 +46,21 @@ def _x64(fn, *args):
 
 
 class Connection:
-    """One page's WebSocket: parses messages, steers its run, streams frames while playing."""
+    """One page's WebSocket: parses messages, steers its run, streams frames while playing.
 
-    def __init__(self, ws: WebSocket):
+    A tab of the explorer is its message grammar (``parse``: text → a pydantic message with a
+    ``type``; ``kind``: text → (type, id) without raising) and its run (``build``: a start's
+    config → an object with ``started()``, ``reset()``, ``advance(length)`` → (frames, stopped
+    message or None), ``update(msg)`` → extra messages to send, ``step``, ``stop_reason`` and
+    ``config.speed``). Tab 1's are :mod:`gdlab.web.protocol` and :class:`gdlab.web.runner.Run`.
+    """
+
+    def __init__(self, ws: WebSocket, build: Callable[[Any], Any] = runner.Run.build,
+                 parse: Callable[[str], Any] = protocol.parse_message,
+                 kind: Callable[[str], tuple] = protocol.message_type):
         self.ws = ws
-        self.run: Optional[runner.Run] = None
+        self.build, self.parse, self.kind = build, parse, kind
+        self.run: Optional[Any] = None
         self.player: Optional[asyncio.Task] = None
         self.lock = asyncio.Lock()      # one JAX call at a time on this run
 
@@ -65,9 +75,9 @@ class Connection:
 
     async def handle(self, text: str) -> None:
         """Act on one message; every refusal is an error frame."""
-        kind, ident = protocol.message_type(text)
+        kind, ident = self.kind(text)
         try:
-            msg = protocol.parse_message(text)
+            msg = self.parse(text)
             await getattr(self, "on_" + msg.type)(msg)
         except ProtocolError as exc:
             await self.error(str(exc), exc.field, kind, ident)
@@ -85,7 +95,7 @@ class Connection:
         await self.stop_playing()
         async with self.lock:
             self.run = None   # a refused start leaves no run behind to resume
-            run = await asyncio.to_thread(_x64, runner.Run.build, msg.config)
+            run = await asyncio.to_thread(_x64, self.build, msg.config)
             started = await asyncio.to_thread(_x64, run.started)
             self.run = run
         await self.send({**started, "id": msg.id})
@@ -127,17 +137,15 @@ class Connection:
         run = self.need_run()
         async with self.lock:
             was_stopped = run.stop_reason is not None
-            direction = run.config.divergence
-            await asyncio.to_thread(_x64, run.update, msg)
-            if run.config.divergence != direction:
-                await self.send({"type": "direction", "divergence": run.config.divergence})
+            for extra in await asyncio.to_thread(_x64, run.update, msg):
+                await self.send(extra)
         await self.send({"type": "updated", "config": run.config.model_dump(), "step": run.step})
         if was_stopped and run.stop_reason is None and self.player is None:
             await self.play()            # a converged run told to go on (e.g. the other direction) goes on
 
     # --- playing -------------------------------------------------------------------------
 
-    def need_run(self) -> runner.Run:
+    def need_run(self) -> Any:
         if self.run is None:
             raise ProtocolError("there is no run yet; send {\"type\": \"start\", \"config\": {...}} first.")
         return self.run
@@ -212,21 +220,25 @@ def create_app() -> FastAPI:
         return Response(status_code=204)
 
     @app.websocket("/ws")
-    async def ws_endpoint(ws: WebSocket) -> None:
-        await ws.accept()
-        conn = Connection(ws)
-        try:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if message.get("text") is not None:
-                    await conn.handle(message["text"])
-                else:
-                    await conn.error("send text frames holding JSON; binary frames are not part of the protocol.")
-        except (WebSocketDisconnect, RuntimeError):
-            pass                                        # the page closed or dropped the connection
-        finally:
-            await conn.stop_playing()
+    async def ws_fit(ws: WebSocket) -> None:
+        await serve(ws, Connection(ws))
 
     return app
+
+
+async def serve(ws: WebSocket, conn: Connection) -> None:
+    """Accept ``ws`` and hand every text message to ``conn`` until the page goes away."""
+    await ws.accept()
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") is not None:
+                await conn.handle(message["text"])
+            else:
+                await conn.error("send text frames holding JSON; binary frames are not part of the protocol.")
+    except (WebSocketDisconnect, RuntimeError):
+        pass                                        # the page closed or dropped the connection
+    finally:
+        await conn.stop_playing()

@@ -310,8 +310,9 @@ class Run:
 
     # --- steering --------------------------------------------------------------------------
 
-    def update(self, msg: Update) -> None:
-        """Apply a mid-run change; the run goes on from its current q (call inside x64)."""
+    def update(self, msg: Update) -> list[dict]:
+        """Apply a mid-run change; the run goes on from its current q (call inside x64).
+        Returns the messages that announce it (a ``direction`` message when the KL direction changed)."""
         changes = {k: v for k, v in msg.model_dump(exclude={"type"}).items() if v is not None}
         if self.config.optimizer not in MOMENTUM_OPTIMIZERS and changes.get("momentum", 0.0) != 0.0:
             raise ProtocolError(f"momentum applies to the {', '.join(MOMENTUM_OPTIMIZERS)} optimizers, "
@@ -330,6 +331,7 @@ class Run:
         self.carry = self.carry._replace(opt_state=self._hyperparams(self.carry.opt_state))
         if set(changes) - {"speed"} and (direction_changed or self.stop_reason is not None):
             self._restart_stopping_window()
+        return [{"type": "direction", "divergence": config.divergence}] if direction_changed else []
 
     def _restart_stopping_window(self) -> None:
         """Let a stopped run (or one whose loss changed meaning) go on: stopping starts afresh here."""
