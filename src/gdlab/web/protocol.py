@@ -29,7 +29,7 @@ The names and limits are those of ``gdlab fit`` (``--target``, ``--init``, ``--d
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional, Union
+from typing import Iterable, Literal, Mapping, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
@@ -140,7 +140,6 @@ class Update(_Strict):
 
 
 Message = Union[Start, Pause, Resume, Step, Reset, Update]
-MESSAGE_TYPES = ("start", "pause", "resume", "step", "reset", "update")
 _MESSAGES = {m.model_fields["type"].annotation.__args__[0]: m for m in (Start, Pause, Resume, Step, Reset, Update)}
 
 
@@ -152,7 +151,7 @@ class ProtocolError(ValueError):
         self.field = field
 
 
-def _describe(error: dict) -> tuple[str, Optional[str]]:
+def _describe(error: dict, config_fields: Iterable[str] = ()) -> tuple[str, Optional[str]]:
     """One sentence for pydantic's first error, naming the field (``config.lr`` → ``lr``)."""
     loc = [str(x) for x in error.get("loc", ()) if not isinstance(x, int)]
     if loc and loc[0] == "config":
@@ -165,7 +164,7 @@ def _describe(error: dict) -> tuple[str, Optional[str]]:
     elif error.get("type") == "extra_forbidden":
         msg = "is not a field of this message"
     msg = msg.removeprefix("Value error, ").replace("Input should be", "must be")
-    if field is None and msg.split(" ")[0] in RunConfig.model_fields:   # a rule across fields names its field first
+    if field is None and msg.split(" ")[0] in config_fields:   # a rule across fields names its field first
         field = msg.split(" ")[0]
     got = error.get("input")
     shown = "" if isinstance(got, dict) or got is None else f", got {str(got)[:60]!r}"
@@ -176,8 +175,9 @@ def _describe(error: dict) -> tuple[str, Optional[str]]:
     return f"{field} {msg[0].lower()}{msg[1:]}{shown}.", field
 
 
-def message_type(text: str) -> tuple[str | None, int | None]:
-    """(``type``, ``id``) of a readable message of a known type, else (None, None); never raises."""
+def message_type(text: str, messages: Mapping[str, type] = _MESSAGES) -> tuple[str | None, int | None]:
+    """(``type``, ``id``) of a readable message of a known type, else (None, None); never raises.
+    ``messages`` maps each ``type`` to its pydantic model (another tab passes its own)."""
     import json
 
     if len(text) > MAX_MESSAGE_CHARS:
@@ -187,14 +187,16 @@ def message_type(text: str) -> tuple[str | None, int | None]:
     except ValueError:
         return None, None
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind not in _MESSAGES:
+    if kind not in messages:
         return None, None
     ident = raw.get("id")
     return kind, ident if isinstance(ident, int) and not isinstance(ident, bool) else None
 
 
-def parse_message(text: str) -> Message:
-    """The message in ``text``, or :class:`ProtocolError` with one sentence saying what is wrong."""
+def parse_message(text: str, messages: Mapping[str, type] = _MESSAGES) -> Message:
+    """The message in ``text``, or :class:`ProtocolError` with one sentence saying what is wrong.
+    ``messages`` maps each ``type`` to its pydantic model (another tab passes its own); a
+    ``start`` model's ``config`` field names the fields a cross-field rule may blame."""
     import json
 
     if len(text) > MAX_MESSAGE_CHARS:
@@ -207,10 +209,12 @@ def parse_message(text: str) -> Message:
     if not isinstance(raw, dict):
         raise ProtocolError("the message must be a JSON object with a \"type\", e.g. {\"type\": \"pause\"}.")
     kind = raw.get("type")
-    if kind not in _MESSAGES:
-        raise ProtocolError(f"type must be one of {', '.join(MESSAGE_TYPES)}, got {str(kind)[:40]!r}.", "type")
+    if kind not in messages:
+        raise ProtocolError(f"type must be one of {', '.join(messages)}, got {str(kind)[:40]!r}.", "type")
     try:
-        return TypeAdapter(_MESSAGES[kind]).validate_python(raw)
+        return TypeAdapter(messages[kind]).validate_python(raw)
     except ValidationError as exc:
-        message, field = _describe(exc.errors()[0])
+        start = messages.get("start")
+        config = start.model_fields["config"].annotation if start is not None and "config" in start.model_fields else None
+        message, field = _describe(exc.errors()[0], config.model_fields if isinstance(config, type) else ())
         raise ProtocolError(message, field) from None
