@@ -223,6 +223,17 @@ def create_app() -> FastAPI:
     async def ws_fit(ws: WebSocket) -> None:
         await serve(ws, Connection(ws))
 
+    @app.get("/landscape", response_class=HTMLResponse)
+    async def landscape_page() -> Response:
+        return FileResponse(os.path.join(static, "landscape.html"), media_type="text/html")
+
+    @app.websocket("/ws/landscape")
+    async def ws_landscape(ws: WebSocket) -> None:
+        from gdlab.web import landscape_tab
+
+        await serve(ws, Connection(ws, build=landscape_tab.Run.build, parse=landscape_tab.parse_message,
+                                   kind=landscape_tab.message_type))
+
     return app
 
 
