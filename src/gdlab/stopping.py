@@ -72,8 +72,12 @@ def check(criteria: StopCriteria, step: jax.Array, loss: jax.Array, first_loss: 
     diverged = ~finite | ran_away
 
     recent = recent.at[step % recent.shape[0]].set(loss)
-    spread = jnp.max(recent) - jnp.min(recent)          # NaN until the window is full
-    calm = spread <= criteria.tol * jnp.maximum(1.0, jnp.abs(loss))
+    # NaN marks a slot not yet written. The fullness test is explicit: XLA:CPU's vectorised
+    # max/min reductions drop NaNs over large vmap batches (jaxlib 0.10: max − min came out −inf
+    # for a 21-slot window at 256 lanes), so "NaN until full" cannot ride on the spread.
+    full = ~jnp.any(jnp.isnan(recent))
+    spread = jnp.max(recent) - jnp.min(recent)
+    calm = full & (spread <= criteria.tol * jnp.maximum(1.0, jnp.abs(loss)))
     converged = ((criteria.tol > 0) & calm) | ((criteria.grad_tol > 0) & (grad_norm <= criteria.grad_tol))
 
     reason = jnp.where(diverged, DIVERGED,
