@@ -234,6 +234,17 @@ def create_app() -> FastAPI:
         await serve(ws, Connection(ws, build=landscape_tab.Run.build, parse=landscape_tab.parse_message,
                                    kind=landscape_tab.message_type))
 
+    @app.get("/train", response_class=HTMLResponse)
+    async def train_page() -> Response:
+        return FileResponse(os.path.join(static, "train.html"), media_type="text/html")
+
+    @app.websocket("/ws/train")
+    async def ws_train(ws: WebSocket) -> None:
+        from gdlab.web import train_tab
+
+        await serve(ws, Connection(ws, build=train_tab.build, parse=train_tab.parse_message,
+                                   kind=train_tab.message_type))
+
     return app
 
 
