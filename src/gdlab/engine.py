@@ -137,18 +137,10 @@ def _where(pred, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
-                  optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
-                  batched: bool = False):
-    """The uncompiled program of one chunk: ``(carry, data, batches) -> (carry, rows)``.
-
-    It runs up to ``length`` steps (or ``limit``, a traced number ≤ ``length``, so chunks of
-    any size share one compilation) under ``lax.while_loop``, ending early at a stop, and
-    returns the rows in buffers of ``length`` with a ``valid`` mask. With ``batched``, ``batches`` is a pytree whose
-    leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
-    ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
-    ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``-s it over carries.
-    """
+def step_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
+                  optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria):
+    """One step of the loop: ``(carry, data) -> (carry, row)``; the row describes θ_t (its loss,
+    ‖∇L‖, the step size used, θ_t and the metrics) and the carry holds θ_{t+1}, or θ_t at a stop."""
     opt = optax.with_extra_args_support(optimizer)
 
     def live(carry: Carry, data):
@@ -173,6 +165,23 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
         new = Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
                     new_state, carry.step + go.astype(carry.step.dtype), first, recent, reason)
         return new, row
+
+    return live
+
+
+def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
+                  optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
+                  batched: bool = False):
+    """The uncompiled program of one chunk: ``(carry, data, batches) -> (carry, rows)``.
+
+    It runs up to ``length`` steps (or ``limit``, a traced number ≤ ``length``, so chunks of
+    any size share one compilation) under ``lax.while_loop``, ending early at a stop, and
+    returns the rows in buffers of ``length`` with a ``valid`` mask. With ``batched``, ``batches`` is a pytree whose
+    leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
+    ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
+    ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``-s it over carries.
+    """
+    live = step_function(loss, metrics, fisher, in_domain, optimizer, criteria)
 
     def run_chunk(carry: Carry, data, batches=None, limit=None):
         limit = length if limit is None else jnp.minimum(limit, length)
@@ -200,6 +209,54 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
         return carry, rows
 
     return run_chunk
+
+
+class Outcome(NamedTuple):
+    """What a run without a trace keeps of its rows: the last loss and when it first reached a level.
+
+    ``loss``: L at the last θ evaluated (θ_final once the run has stopped), NaN before step 0;
+    ``first_reach``: the first step t with L(θ_t) ≤ ``reach``, −1 while there is none.
+    """
+
+    loss: jax.Array
+    first_reach: jax.Array
+
+
+def outcome_init(dtype=jnp.float64) -> Outcome:
+    return Outcome(jnp.full((), jnp.nan, dtype), jnp.full((), -1, jnp.int32))
+
+
+def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTransformation,
+                  criteria: stopping.StopCriteria, length: int):
+    """The uncompiled program of a chunk that records nothing: ``(carry, data, outcome, reach) ->
+    (carry, outcome)``.
+
+    The same steps as :func:`chunk_program` (:func:`step_function`), up to ``length`` of them under
+    ``lax.while_loop``, keeping of the rows only an :class:`Outcome`. Under ``vmap`` a batched
+    while loop selects its whole state at every step for the lanes still running; without row
+    buffers that state is a few numbers per lane, so a sweep of many cells runs in long chunks at
+    about the cost of its arithmetic (benchmarks/bench_grid.py). ``reach`` is a traced level
+    (``inf`` to ignore it).
+    """
+    live = step_function(loss, None, fisher, in_domain, optimizer, criteria)
+
+    def run_final(carry: Carry, data, outcome: Outcome, reach):
+        def running(state):
+            i, c, _ = state
+            return (i < length) & (c.reason == stopping.RUNNING)
+
+        def step(state):
+            i, c, out = state
+            step_index = c.step
+            c, row = live(c, data)
+            hit = (out.first_reach < 0) & (row["loss"] <= reach)
+            out = Outcome(row["loss"], jnp.where(hit, step_index, out.first_reach).astype(jnp.int32))
+            return i + 1, c, out
+
+        _, carry, outcome = jax.lax.while_loop(running, step, (jnp.zeros((), jnp.int32), carry, outcome))
+        return carry, outcome
+
+    return run_final
 
 
 @lru_cache(maxsize=64)
