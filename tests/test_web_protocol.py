@@ -165,3 +165,33 @@ def test_a_refused_start_leaves_nothing_to_resume(client):
         assert refused["id"] == 7
         answer = expect_error(ws, json.dumps({"type": "resume"}))
         assert "start" in answer["message"]
+
+
+def test_recorded_direction_switches_replay_to_the_same_numbers(client):
+    """A page records the step each direction switch applied at (the ``updated`` reply); a start
+    with those ``switches`` replays the run to the same numbers, bit for bit."""
+    base = dict(target=BIMODAL, init="N(0.5, 1)", divergence="reverse", optimizer="momentum", lr=0.05, momentum=0.5)
+    with client.websocket_connect("/ws") as ws:
+        start(ws, play=False, **base)
+        assert ws.receive_json()["state"] == "paused"
+        ws.send_text(json.dumps({"type": "step", "n": 40}))
+        while (msg := ws.receive_json())["type"] != "state":
+            assert msg["type"] == "frames"
+        ws.send_text(json.dumps({"type": "update", "divergence": "forward"}))
+        assert ws.receive_json() == {"type": "direction", "divergence": "forward"}
+        updated = ws.receive_json()
+        assert updated["type"] == "updated" and updated["step"] == 40
+        ws.send_text(json.dumps({"type": "resume"}))
+        by_hand, stopped = until_stopped(ws)
+    with client.websocket_connect("/ws") as ws:
+        start(ws, **base, switches=[{"step": 40, "divergence": "forward"}])
+        replayed, again = until_stopped(ws)
+    assert again == stopped and stopped["reason"] == "converged"
+    assert [f["step"] for f in replayed] == list(range(stopped["step"] + 1))
+    assert replayed[40:] == by_hand
+    with client.websocket_connect("/ws") as ws:
+        bad = {"type": "start", "config": {"switches": [{"step": 9, "divergence": "forward"},
+                                                        {"step": 3, "divergence": "reverse"}]}}
+        assert "in order of step" in expect_error(ws, json.dumps(bad), field="switches")["message"]
+        expect_error(ws, json.dumps({"type": "start", "config": {"switches": [{"step": 1, "divergence": "up"}]}}),
+                     field="switches.divergence")

@@ -12,7 +12,10 @@ Client → server (JSON objects, one per WebSocket text message, each with a ``t
 ``reset``  back to the starting q, paused at step 0 (the same configuration).
 ``update`` change ``lr``, ``momentum``, the schedule options, ``divergence`` or ``speed`` mid-run,
            without a reset (a constant step size and the momentum are traced values in the
-           optimizer's state, so no recompilation).
+           optimizer's state, so no recompilation). The ``updated`` reply gives the step at
+           which the change applied; a page records its direction switches as
+           ``config.switches`` (``[{"step": 137, "divergence": "forward"}, ...]``), which a
+           later ``start`` replays exactly (a link reproduces a run that switched mid-run).
 =========  =====================================================================================
 
 Server → client: ``started`` (the target's components, the KL landscape, the first point),
@@ -50,6 +53,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+MAX_SWITCHES = 1_000
+
+
+class Switch(_Strict):
+    """A KL direction switch at a step of the run: the page recorded it, a link replays it."""
+
+    step: int = Field(ge=0, le=MAX_STEPS_LIMIT)
+    divergence: Literal["forward", "reverse"]
+
+
 class RunConfig(_Strict):
     """One run of tab 1: fit a 1-D Gaussian q to p. Field names follow ``gdlab fit``'s options."""
 
@@ -71,6 +84,9 @@ class RunConfig(_Strict):
     tol: float = Field(1e-15, ge=0.0, le=1.0)
     patience: int = Field(20, ge=1, le=100_000)
     speed: int = Field(200, ge=1, le=MAX_SPEED, description="steps per second streamed")
+    switches: list[Switch] = Field(default_factory=list, max_length=MAX_SWITCHES,
+                                   description="direction switches to replay: at each step, as an update "
+                                               "with that divergence would (a link reproduces a run)")
 
     @field_validator("lr", "momentum", "decay", "alpha", "period_mult", "tol")
     @classmethod
@@ -89,6 +105,9 @@ class RunConfig(_Strict):
             raise ValueError(f"decay applies to the exponential and step schedules, not {self.schedule!r}")
         if self.schedule != "warm-restarts" and (self.period is not None or self.period_mult != 1.0):
             raise ValueError(f"period and period_mult apply to the warm-restarts schedule, not {self.schedule!r}")
+        steps = [s.step for s in self.switches]
+        if steps != sorted(steps):
+            raise ValueError(f"switches must be in order of step, got steps {steps[:10]}")
         return self
 
 

@@ -13,7 +13,10 @@ chunks:
 * a non-constant schedule is a Python closure over its options, so it is part of the compiled
   program (changing it mid-run compiles that schedule once; the optimizer state carries over);
 * switching the KL direction swaps the objective and restarts the stopping window at the
-  current q, keeping the step count, θ and the optimizer's velocity.
+  current q, keeping the step count, θ and the optimizer's velocity. A start may carry the
+  switches a page recorded (``config.switches``): :meth:`Run.advance` then ends its chunks
+  exactly at each switch's step and applies it as that ``update`` did, so a link replays a run
+  that switched direction mid-run to the same numbers.
 
 Compiled chunks are cached by (parameterization, direction, optimizer, schedule, stopping
 rules, chunk length): a second run of the same kind starts at once. All JAX work runs in
@@ -218,6 +221,7 @@ class Run:
     criteria: stopping.StopCriteria
     carry: Any = field(repr=False)
     stop_reason: Optional[str] = None
+    pending: list = field(default_factory=list)      # config.switches not yet applied, in order
 
     # --- building ------------------------------------------------------------------------
 
@@ -244,6 +248,7 @@ class Run:
         objective = kl_objective(spec, family, config.divergence)
         run = cls(config, spec, family, theta0, objective, criteria, None)
         run.reset()
+        run.pending = [(s.step, s.divergence) for s in config.switches]
         return run
 
     def reset(self) -> None:
@@ -252,6 +257,7 @@ class Run:
         carry = engine.init_carry(opt, self.theta0, self.criteria)
         self.carry = carry._replace(opt_state=self._hyperparams(carry.opt_state))
         self.stop_reason = None
+        self.pending = []          # a reset starts again in the direction now chosen
 
     def _hyperparams(self, state: Any) -> Any:
         values: dict = {}
@@ -290,10 +296,27 @@ class Run:
         return int(self.carry.step)
 
     def advance(self, length: int) -> tuple[list[dict], Optional[dict]]:
-        """Run one compiled chunk of ``length`` steps (one of CHUNK_LENGTHS); return its frames and,
-        if the run stopped, the ``stopped`` message. Call inside x64."""
-        if self.stop_reason is not None:
-            return [], None
+        """Make ``length`` steps (one of CHUNK_LENGTHS) in compiled chunks; return their frames and,
+        if the run stopped, the ``stopped`` message. A scheduled direction switch ends a chunk at
+        its step and is applied there (a run that stops at a switch's step goes on). Call inside x64."""
+        frames: list[dict] = []
+        remaining = length
+        while True:
+            while self.pending and self.pending[0][0] <= self.step and (
+                    self.stop_reason != "diverged"):
+                self._switch(self.pending.pop(0)[1])
+            if remaining <= 0 or self.stop_reason is not None:
+                return frames, None
+            limit = remaining if not self.pending else min(remaining, self.pending[0][0] - self.step)
+            chunk = max(n for n in CHUNK_LENGTHS if n <= limit)
+            more, stopped = self._chunk(chunk)
+            frames += more
+            remaining -= chunk
+            if stopped is not None and not (self.pending and self.pending[0][0] <= self.step):
+                return frames, stopped
+
+    def _chunk(self, length: int) -> tuple[list[dict], Optional[dict]]:
+        """One compiled chunk of ``length`` steps: its frames, and the ``stopped`` message if it stopped."""
         opt = _optimizer(self.config.optimizer, _schedule_signature(self.config))
         o = self.objective
         program = _program(o.loss, o.metrics, o.fisher, o.in_domain, opt, self.criteria, length)
@@ -326,6 +349,15 @@ class Run:
             raise ProtocolError(str(exc).splitlines()[-1] if "validation error" in str(exc) else str(exc)) from None
         if self.stop_reason == "diverged" and set(changes) - {"speed"}:
             raise ProtocolError("the run diverged; press reset to start again from the starting q.")
+        if "divergence" in changes:
+            self.pending = []      # a direction chosen by hand replaces the switches still to replay
+        return self._apply(config, changes)
+
+    def _switch(self, divergence: str) -> None:
+        """A scheduled direction switch: exactly what ``update`` with that divergence does."""
+        self._apply(self.config.model_copy(update={"divergence": divergence}), {"divergence": divergence})
+
+    def _apply(self, config: RunConfig, changes: dict) -> list[dict]:
         direction_changed = config.divergence != self.config.divergence
         self.config = config
         if direction_changed:
