@@ -189,6 +189,20 @@ def _values_on(fn):
     return jax.jit(jax.vmap(fn))
 
 
+@functools.lru_cache(maxsize=64)
+def _value_and_grad(fn):
+    """(f, ∇f) at many points at once, compiled: (M, d) → ((M,), (M, d))."""
+    return jax.jit(jax.vmap(jax.value_and_grad(fn)))
+
+
+@functools.lru_cache(maxsize=64)
+def _schedule(signature: tuple):
+    """The learning rate at a step of a scheduled run, compiled (signature: runner._schedule_signature)."""
+    sched, lr, decay, decay_steps, alpha, period, period_mult, horizon = signature
+    return jax.jit(schedules.make_schedule(sched, lr, decay=decay, decay_steps=decay_steps, alpha=alpha,
+                                           period=period, period_mult=period_mult, horizon=horizon))
+
+
 def _finite_or_none(x: float) -> Optional[float]:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -384,8 +398,27 @@ class Run:
             frames.append(self._frame(int(rows["step"][k, i]), float(rows["lr"][k, i])))
         self.reasons = np.atleast_1d(np.asarray(self.carry.reason))
         if np.any(self.reasons == stopping.RUNNING):
+            frames.append(self._where_now())
             return frames, None
         return frames, self._stopped()
+
+    def _where_now(self) -> dict:
+        """The frame of the point the chunk's last update reached (the engine records a point
+        with the update made from it, so the next chunk's first row repeats it, with its lr):
+        a step on the page moves the point at once."""
+        params = np.asarray(self.carry.params).reshape(len(self.starts), -1)
+        running = self.reasons == stopping.RUNNING
+        f, g = _value_and_grad(self.landscape.fn)(jnp.asarray(params))
+        self.positions[running] = params[running]
+        self.values[running] = np.asarray(f)[running]
+        self.grads[running] = np.linalg.norm(np.asarray(g), axis=1)[running]
+        now = self.values[running]
+        now = now[np.isfinite(now)]
+        if now.size:
+            self.best_f = min(self.best_f, float(now.min()))
+        step = self.step
+        lr = self.config.lr if self.config.schedule == "constant" else float(_schedule(runner._schedule_signature(self.config))(step))
+        return self._frame(step, lr)
 
     def _stopped(self) -> dict:
         names = [stopping.STOP_REASONS[int(c)] for c in self.reasons]
