@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py", "bench_sweep.py"]
+QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py", "bench_sweep.py", "bench_grid.py",
+         "bench_logistic.py", "bench_out_of_core.py", "bench_explorer_load.py"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,37 @@ def test_fit_benchmark_reports_steps_for_each_optimizer(results):
 def test_sweep_benchmark_writes_its_results(results):
     data = json.loads((results / "sweep.json").read_text())
     assert data["quick"] is True
+
+
+def test_grid_benchmark_contenders_agree_cell_by_cell(results):
+    data = json.loads((results / "grid.json").read_text())
+    rows = {r["name"]: r for r in data["rows"]}
+    assert {"gdlab.sweep", "bare jit(vmap(scan))", "numpy (vectorised)"} <= set(rows)
+    for r in rows.values():        # the same final f on every cell finite in both, the same diverged cells
+        assert r["max_rel_gap"] < 1e-9 and r["cells_diverged_in_one_only"] == 0
+
+
+def test_logistic_benchmark_every_exact_method_reaches_the_optimum(results):
+    data = json.loads((results / "logistic.json").read_text())
+    rows = {r["name"]: r for r in data["rows"]}
+    for name in ("gdlab natural (Fisher scoring)", "sklearn lbfgs", "sklearn newton-cholesky", "scipy L-BFGS-B"):
+        assert rows[name]["reached"], f"{name} stopped {rows[name]['gap']:.1e} above J*"
+    assert not rows["sklearn SGDClassifier (5 epochs)"]["reached"]     # the contrast the row shows
+
+
+def test_out_of_core_benchmark_trains_on_the_whole_file(results):
+    data = json.loads((results / "out_of_core.json").read_text())
+    rows = {r["name"]: r for r in data["rows"]}
+    assert rows["pyarrow raw read"]["answer"] == data["n"]          # every row read
+    # one epoch of Adam from zero weights ends near the generating weights' loss (and never below
+    # the minimum, which lies within about d/(2n) under it)
+    assert abs(rows["gdlab.train (stream)"]["answer"] - data["truth_loss"]) < 0.05
+
+
+def test_explorer_load_benchmark_reports_every_client(results):
+    data = json.loads((results / "explorer_load.json").read_text())     # the script checks each got every frame
+    rows = {r["name"]: r for r in data["rows"]}
+    assert data["clients"] == 5 and rows["frames/s per client"]["min"] > 0
 
 
 def test_startup_benchmark_and_report(results, tmp_path):
