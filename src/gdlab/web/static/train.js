@@ -177,7 +177,10 @@ function send(name, msg) {
 
 function startRun(play) {
   const cfg = config();
-  if (!cfg) { state.runs.a.run = null; state.runs.b.run = null; return false; }
+  if (!cfg) {                       // bad input: nothing runs until it is fixed
+    for (const n of active()) send(n, { type: "pause" });
+    state.runs.a.run = null; state.runs.b.run = null; return false;
+  }
   const cmp = compareConfig(cfg);
   for (const [name, c] of [["a", cfg], ["b", cmp]]) {
     const r = state.runs[name];
@@ -241,6 +244,7 @@ const anyPlaying = () => active().some((n) => state.runs[n].playing);
 function play() {
   state.wantPlay = true; writeUrl();
   const a = state.runs.a;
+  if (!config()) { pause(); return; }
   if (!a.run || a.refused || a.stopped || a.dirty) { a.dirty = false; startRun(true); return; }
   for (const n of active()) if (!state.runs[n].stopped) send(n, { type: "resume" });
 }
@@ -251,6 +255,7 @@ function togglePlay() { if (anyPlaying()) pause(); else play(); }
 
 function singleStep() {
   const a = state.runs.a;
+  if (!config()) return;
   if (!a.run || a.refused || a.dirty) { a.dirty = false; if (!startRun(false)) return; }
   for (const n of active()) send(n, { type: "step", n: 1 });
 }
@@ -276,7 +281,7 @@ function liveChange(field) {
   writeUrl();
   const cfg = config();
   const a = state.runs.a;
-  if (!cfg) return;
+  if (!cfg) { pause(); a.dirty = true; return; }
   if (!a.run || a.refused || a.run.pending || (a.stopped && a.stopped.reason === "diverged")) { startRun(false); return; }
   const msg = { type: "update" };
   msg[field] = field in cfg ? cfg[field] : null;
