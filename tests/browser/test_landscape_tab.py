@@ -54,6 +54,10 @@ def test_page_loads_with_no_console_errors(page, explorer_url):
     assert readout(page, "x") == DOUBLE_WELL.start[0]          # the landscape's own start
     assert page.inner_text("#found") == f"0 of {len(DOUBLE_WELL.global_minima)}"
     assert page.locator("#plot-main .scatterlayer .trace").count() > 0
+    # a narrow window: one column, nothing wider than the window
+    page.set_viewport_size({"width": 480, "height": 800})
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 480
     assert page.console_errors == []
 
 

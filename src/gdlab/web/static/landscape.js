@@ -398,7 +398,7 @@ function draw() {
   const cur = state.latest || state.start;
   const hl = state.highlight !== null && state.trace[state.highlight] ? state.trace[state.highlight] : null;
   if (dim === 1) {
-    traces.push({ x: L.grid.x, y: L.grid.f, mode: "lines", name: `f(x) = ${L.formula}`, hoverinfo: "skip",
+    traces.push({ x: L.grid.x, y: L.grid.f, mode: "lines", name: `f: ${L.formula}`, hoverinfo: "skip",
       line: { color: "#4a5568", width: 2 } });
   } else {
     const finite = L.grid.f.flat().filter((v) => v !== null);
@@ -421,6 +421,13 @@ function draw() {
   const startPts = state.starts.map((s, k) => (dim === 2 ? { x: s[0], y: s[1] } : { x: s[0], y: pathOf(k)[0] ? pathOf(k)[0].f : null }));
   traces.push({ x: startPts.map((p) => p.x), y: startPts.map((p) => p.y), mode: "markers", name: nRuns > 1 ? "starts" : "start",
     hoverinfo: "skip", marker: { symbol: "circle-open", color: dim === 2 ? "#fff" : "#2b6cb0", size: 8, line: { width: 2 } } });
+  if (cur && cur.x.every((v) => v !== null) && cur.f !== null) {
+    const now = cur.runs ? cur.runs.x.map((x, k) => ({ x, f: cur.runs.f[k] })).filter((p) => p.x.every((v) => v !== null) && p.f !== null)
+      : [{ x: cur.x, f: cur.f }];
+    const pts = now.map(point);
+    traces.push({ x: pts.map((p) => p.x), y: pts.map((p) => p.y), mode: "markers", name: "now", hoverinfo: "skip",
+      marker: { color: "#e53e3e", size: 9, line: { color: "#fff", width: 1 } } });
+  }
   const mins = (ms) => ms.map((m) => (dim === 2 ? { x: m.x[0], y: m.x[1] } : { x: m.x[0], y: m.f }));
   const g = mins(L.global_minima), l = mins(L.local_minima);
   traces.push({ x: g.map((p) => p.x), y: g.map((p) => p.y), mode: "markers", name: "global minimum", hoverinfo: "skip",
@@ -428,13 +435,6 @@ function draw() {
   if (l.length) {
     traces.push({ x: l.map((p) => p.x), y: l.map((p) => p.y), mode: "markers", name: "local minimum", hoverinfo: "skip",
       marker: { symbol: "x", size: 12, color: "#dd6b20", line: { color: "#1a202c", width: 1 } } });
-  }
-  if (cur && cur.x.every((v) => v !== null) && cur.f !== null) {
-    const now = cur.runs ? cur.runs.x.map((x, k) => ({ x, f: cur.runs.f[k] })).filter((p) => p.x.every((v) => v !== null) && p.f !== null)
-      : [{ x: cur.x, f: cur.f }];
-    const pts = now.map(point);
-    traces.push({ x: pts.map((p) => p.x), y: pts.map((p) => p.y), mode: "markers", name: "now", hoverinfo: "skip",
-      marker: { color: "#e53e3e", size: 9, line: { color: "#fff", width: 1 } } });
   }
   if (hl) {
     const now = hl.runs ? hl.runs.x.map((x, k) => ({ x, f: hl.runs.f[k] })) : [{ x: hl.x, f: hl.f }];
@@ -465,7 +465,16 @@ function draw() {
       hovertemplate: "step %{x}: lr %{y:.4g}<extra></extra>" },
     ...mark((r) => r.lr),
   ], { ...LAYOUT, title: { text: "learning rate (hover: that step on the path)", x: 0.02 }, xaxis: { title: "step" },
-    yaxis: { title: "lr" }, hovermode: "x" }, PLOT_CONFIG);
+    yaxis: { title: "lr", range: lrRange(rows) }, hovermode: "x" }, PLOT_CONFIG);
+}
+
+// From 0 (or the lowest negative rate) to a little above the highest: a constant rate is a flat line, not an axis around it.
+function lrRange(rows) {
+  const v = rows.map((r) => r.lr).filter((x) => x !== null && x !== undefined);
+  if (!v.length) return undefined;
+  const lo = v.reduce((a, b) => Math.min(a, b), 0), hi = v.reduce((a, b) => Math.max(a, b), 0);
+  const pad = 0.1 * (hi - lo || 1);
+  return [lo < 0 ? lo - pad : 0, hi + pad];
 }
 
 // Linked views: a step under the pointer on the lr or f plot is marked on the path, and a
