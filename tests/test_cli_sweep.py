@@ -152,3 +152,77 @@ def test_bad_input_exits_2_with_one_line(argv, mentions, tmp_path):
     line = assert_one_line_error(*invoke(*argv))
     assert line.startswith("gdlab: error:"), line
     assert all(m.replace("{tmp}", str(tmp_path)) in line for m in mentions), f"{line!r} lacks one of {mentions}"
+
+
+# ------------------------------------------------------------------------------ gdlab sweep train
+
+TRAIN = ("sweep", "train", "--data", "breast_cancer", "--model", "logistic")
+
+
+def single_train(*args: str) -> dict:
+    rc, out, err = invoke("train", "--data", "breast_cancer", "--model", "logistic", *args, "--json", "-")
+    assert rc == 0, err
+    return strict_loads(out)
+
+
+@pytest.mark.parametrize("exact, tol", [(True, "1e-15"), (False, "0")], ids=["exact", "vmap"])
+def test_sweep_train_cells_equal_single_gdlab_train_runs(exact, tol, tmp_path):
+    """Each cell is `gdlab train` with the cell's settings: the same final loss (to 1e-10), steps
+    and stop reason. Under vmap (rounding differs) the stop is the gradient rule (--tol 0)."""
+    table = tmp_path / "cells.json"
+    d = sweep_json(*TRAIN, "--optimizer", "momentum", "--grid", "lr=0.3,3", "--grid", "momentum=0,0.9",
+                   "--max-steps", "1500", "--tol", tol, "--grad-tol", "1e-8", "--out", str(table),
+                   *(["--exact"] if exact else []))
+    assert d["kind"] == "train" and len(d["cells"]) == 4 and d["settings"]["compiled_programs"] == 1
+    assert {c["stop_reason"] for c in d["cells"]} == {"converged", "max_steps"}
+    for cell in d["cells"]:
+        single = single_train("--optimizer", "momentum", "--lr", repr(cell["lr"]), "--momentum", repr(cell["momentum"]),
+                              "--max-steps", "1500", "--tol", tol, "--grad-tol", "1e-8")
+        assert (cell["stop_reason"], cell["steps"]) == (single["stop_reason"], single["steps"])
+        assert abs(cell["loss"] - single["loss"]) <= 1e-10
+        assert abs(cell["test_loss"] - single["test_loss"]) <= 1e-10
+    with open(table) as fh:
+        assert strict_loads(fh.read())["cells"] == d["cells"]
+
+
+def test_sweep_train_writes_a_table_and_a_heatmap(tmp_path):
+    table, png = tmp_path / "t.csv", tmp_path / "t.png"
+    rc, out, err = invoke(*TRAIN, "--optimizer", "natural", "--grid", "lr=0.25,0.5,1", "--grid", "damping=0,0.1",
+                          "--max-steps", "100", "--out", str(table), "--heatmap", str(png), "--plot-size", "480x320")
+    assert rc == 0, err
+    with open(table) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6
+    assert {"lr", "damping", "loss", "steps", "stop_reason", "steps_to_converge", "test_loss", "accuracy"} <= set(rows[0])
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (480, 320)
+    assert "sweep train" in out and "one compiled program" in out
+
+
+def test_sweep_train_help_has_train_options():
+    rc, out, _ = invoke("sweep", "train", "--help")
+    assert rc == 0
+    for option in ("--data", "--model", "--loss", "--C", "--l2", "--optimizer", "--solver", "--schedule", "--grid",
+                   "--out", "--heatmap", "--exact", "--json", "--max-steps", "--grad-tol"):
+        assert option in out, option
+
+
+TRAIN_BAD = [
+    ("unknown-axis", [*TRAIN, "--grid", "speed=1,2"], ["speed", "can vary lr"]),
+    ("momentum-on-gd", [*TRAIN, "--grid", "momentum=0,0.9"], ["momentum"]),
+    ("damping-on-adam", [*TRAIN, "--optimizer", "adam", "--grid", "damping=0,1"], ["natural-gradient"]),
+    ("penalty-axis", [*TRAIN, "--grid", "l2=0,1"], ["--l2"]),
+    ("bad-dataset", ["sweep", "train", "--data", "no_such_data", "--model", "logistic", "--grid", "lr=0.1"],
+     ["no_such_data"]),
+    ("missing-file", ["sweep", "train", "--data", "{tmp}/none.csv", "--target", "y", "--model", "logistic",
+                      "--grid", "lr=0.1"], ["none.csv"]),
+    ("bad-model", ["sweep", "train", "--data", "iris", "--model", "svm", "--grid", "lr=0.1"], ["svm"]),
+    ("penalty-twice", [*TRAIN, "--l2", "0.1", "--C", "1", "--grid", "lr=0.1"], ["--l2", "--C"]),
+    ("mini-batch", [*TRAIN, "--grid", "lr=0.1", "--batch-size", "32"], ["--batch-size"]),
+    ("grid-missing", [*TRAIN], ["--grid"]),
+]
+
+
+@pytest.mark.parametrize("argv, mentions", [pytest.param(a, m, id=i) for i, a, m in TRAIN_BAD])
+def test_sweep_train_bad_input_exits_2_with_one_line(argv, mentions, tmp_path):
+    test_bad_input_exits_2_with_one_line(argv, mentions, tmp_path)

@@ -257,3 +257,105 @@ def test_tables_round_trip_in_every_format(tmp_path, fit_sweeps):
         write_table(exact, str(tmp_path / "cells.xlsx"))
     with pytest.raises(ValueError, match="folder does not exist"):
         write_table(exact, str(tmp_path / "missing" / "cells.csv"))
+
+
+# ------------------------------------------------------------------------------ sweeps of training runs
+
+def single_train(optimizer, row, **kwargs):
+    """gdlab.train with the cell's settings: the optimizer as gdlab train builds it."""
+    from gdlab import train, training
+
+    rate = row.get("lr", kwargs.pop("lr", None))
+    schedule = kwargs.pop("schedule", None)
+    build = (lambda steps: training.make_optimizer(optimizer, schedule(rate, row, steps), row.get("momentum"),
+                                                   damping=row.get("damping"))) if schedule else \
+        training.make_optimizer(optimizer, rate, row.get("momentum"), damping=row.get("damping"))
+    return train("breast_cancer", "logistic", optimizer=build, **kwargs)
+
+
+@pytest.mark.parametrize("optimizer, grid, kwargs", [
+    ("momentum", ["lr=0.3,3", "momentum=0,0.9"], {}),
+    ("natural", ["lr=0.5,1", "damping=0,0.01"], {}),
+    ("momentum", ["lr=1,3", "decay=0.999,0.9999"], {"schedule": "exponential"}),
+], ids=["momentum", "natural", "exponential-decay"])
+def test_each_train_sweep_cell_is_the_single_train_run_with_its_settings(optimizer, grid, kwargs):
+    """--exact: the cells one after another in the compiled program, bit for bit gdlab.train
+    (same data reading, objective, optimizer and stopping rules), so steps agree exactly even
+    where the stop is decided at the rounding level (tol = 1e-15)."""
+    from gdlab.sweep import sweep_train
+
+    res = sweep_train("breast_cancer", "logistic", optimizer, grid, max_steps=1500, vectorize=False, **kwargs)
+    assert res.kind == "train" and len(res) == 4 and res.settings["compiled_programs"] == 1
+    sched = None
+    if kwargs.get("schedule") == "exponential":
+        sched = lambda rate, row, steps: schedules.make_schedule("exponential", rate, decay=row["decay"],  # noqa: E731
+                                                                 horizon=steps)
+    for row in res.rows():
+        single = single_train(optimizer, row, max_steps=1500, schedule=sched)
+        assert row["stop_reason"] == single.stop_reason
+        assert row["steps"] == single.steps
+        assert abs(row["loss"] - single.loss) <= 1e-10
+        assert abs(row["test_loss"] - single.test_loss) <= 1e-10
+        assert row["accuracy"] == single.metrics["accuracy"]
+        assert (row["steps_to_converge"] is not None) == (single.stop_reason == "converged")
+    assert {r["stop_reason"] for r in res.rows()} & {"converged"}, "the grid should have converging cells"
+
+
+def test_vectorized_train_sweep_equals_single_runs_when_the_stop_is_the_gradient_rule():
+    """Under vmap the arithmetic rounds differently; with tol = 0 the stop is ‖∇J‖ ≤ 1e-8, which
+    rounding does not move, so the steps agree exactly and the losses to rounding."""
+    from gdlab.sweep import sweep_train
+
+    res = sweep_train("breast_cancer", "logistic", "nesterov", ["lr=1,3", "momentum=0.5,0.9"], max_steps=3000, tol=0.0,
+                      grad_tol=1e-8)
+    for row in res.rows():
+        single = single_train("nesterov", row, max_steps=3000, tol=0.0, grad_tol=1e-8)
+        assert (row["stop_reason"], row["steps"]) == (single.stop_reason, single.steps)
+        assert abs(row["loss"] - single.loss) <= 1e-10
+
+
+def test_train_sweep_reaches_the_least_squares_loss():
+    """Linear regression without a penalty: the minimum of J is the mean squared residual of the
+    least-squares fit (numpy.linalg.lstsq with an intercept: standardising the features does not
+    change the fitted values)."""
+    from sklearn.datasets import load_diabetes
+
+    from gdlab.sweep import sweep_train
+
+    X, y = load_diabetes(return_X_y=True)
+    A = np.column_stack([X, np.ones(len(y))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    mse = float(np.mean((A @ coef - y) ** 2))
+    res = sweep_train("diabetes", "linear", "natural", ["lr=0.5,1"], test_size=0.0, l2=0.0, max_steps=200)
+    assert res.columns["stop_reason"] == ["converged", "converged"]
+    assert res.columns["steps"][1] <= 3                      # lr = 1 is Newton's step: exact at once
+    np.testing.assert_allclose(res.columns["loss"], [mse, mse], rtol=1e-10)
+    np.testing.assert_allclose(res.columns["rmse"], [math.sqrt(mse)] * 2, rtol=1e-10)
+
+
+def test_train_sweep_reports_separable_data_without_a_penalty_as_diverged():
+    from gdlab.sweep import sweep_train
+
+    res = sweep_train("breast_cancer", "logistic", "gd", ["lr=0.5,1"], l2=0.0, test_size=0.0, max_steps=200)
+    assert res.columns["stop_reason"] == ["diverged", "diverged"]
+    assert res.columns["separable"] == [True, True] and res.columns["steps_to_converge"] == [None, None]
+
+
+@pytest.mark.parametrize("optimizer, grid, kwargs, mention", [
+    ("gd", ["speed=1,2"], {}, "can vary lr"),
+    ("gd", ["momentum=0,0.9"], {}, "momentum"),
+    ("natural", ["trust_region=0.1,0.2"], {}, "damping"),
+    ("adam", ["damping=0.1"], {}, "natural-gradient"),
+    ("natural", ["trust_region=0.1"], {}, "no trust region"),
+    ("gd", ["C=0.5,1"], {}, "one sweep per"),
+    ("gd", ["lr=0.1"], {"data": "no_such_data"}, "no_such_data"),
+    ("sgd", ["lr=0.1"], {}, "natural-diag"),
+    ("gd", ["l2=0,1"], {}, "can vary lr"),
+])
+def test_bad_train_sweeps_are_refused_in_one_sentence(optimizer, grid, kwargs, mention):
+    from gdlab.sweep import sweep_train
+
+    data = kwargs.pop("data", "breast_cancer")
+    with pytest.raises(ValueError, match=None) as info:
+        sweep_train(data, "logistic", optimizer, grid, max_steps=5, **kwargs)
+    assert mention in str(info.value) and "\n" not in str(info.value)

@@ -801,7 +801,10 @@ def sweep_heatmap(result, x_axis: str | None = None, y_axis: str | None = None, 
                        Patch(facecolor=mesh.cmap(0.6), label=f"converged ({counts['converged']})")],
               fontsize=8, loc="outside lower center", ncols=3, frameon=False)
     s = result.settings
-    what = s.get("function") or f"fit {s.get('target')} ({s.get('divergence')} KL)"
+    if result.kind == "train":
+        what = f"{s.get('model')} regression on {s.get('data')}"
+    else:
+        what = s.get("function") or f"fit {s.get('target')} ({s.get('divergence')} KL)"
     fig.suptitle(title or f"sweep of {s.get('optimizer')} on {what}: {len(result)} runs, "
                  f"max_steps {s.get('max_steps')}, tol {s.get('tol')}", fontsize=11)
     return fig

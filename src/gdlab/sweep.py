@@ -47,7 +47,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 __all__ = ["GridAxis", "parse_grid", "grid_cells", "ScaledSchedule", "ScaledScheduleState", "run_batch",
-           "BatchResult", "SweepResult", "sweep_fit", "sweep_landscape", "write_table", "TABLE_FORMATS"]
+           "BatchResult", "SweepResult", "sweep_fit", "sweep_landscape", "sweep_train", "write_table",
+           "TABLE_FORMATS"]
 
 TABLE_FORMATS = (".csv", ".parquet", ".json")
 MAX_CELLS = 1_000_000
@@ -471,7 +472,7 @@ class SweepResult(NamedTuple):
     """A finished sweep: one row per grid cell, in grid order (the first axis varying slowest).
 
     Attributes:
-      kind: ``"fit"`` or ``"landscape"``.
+      kind: ``"fit"``, ``"landscape"`` or ``"train"``.
       axes: the grid's axes.
       columns: column name → one value per cell: the axes' values, then ``loss`` (the final
         loss; ``f`` for a landscape), ``steps``, ``stop_reason``, ``steps_to_converge`` (the
@@ -517,12 +518,15 @@ def _axes(grid: Any) -> tuple[GridAxis, ...]:
     return axes
 
 
-def _sweepable(optimizer: str, schedule: str, start_names: tuple[str, ...]) -> tuple[str, ...]:
+def _sweepable(optimizer: str, schedule: str, start_names: tuple[str, ...],
+               natural_options: tuple[str, ...] = ("damping", "trust_region")) -> tuple[str, ...]:
     names = ["lr"]
     if optimizer in ("momentum", "nesterov", "natural"):
         names.append("momentum")
     if optimizer == "natural":
-        names += ["damping", "trust_region"]
+        names += list(natural_options)
+    if optimizer == "natural-diag":
+        names.append("damping")
     return tuple(names) + SCHEDULE_OPTIONS[schedule] + start_names
 
 
@@ -535,6 +539,13 @@ def _refuse_axis(name: str, optimizer: str, schedule: str, allowed: tuple[str, .
         why = f" ({name} belongs to --schedule {' or '.join(owners)})"
     elif name == "momentum":
         why = " (momentum belongs to --optimizer momentum, nesterov or natural)"
+    elif name == "trust_region" and optimizer == "natural":
+        why = " (this sweep's natural gradient has no trust region)"
+    elif name in ("damping", "trust_region"):
+        why = " (damping belongs to the natural-gradient optimizers)" if name == "damping" else \
+            " (trust_region belongs to --optimizer natural)"
+    elif name in ("l2", "C"):
+        why = " (the penalty is part of the objective every cell shares: run one sweep per --l2 or --C)"
     raise ValueError(f"--grid {name}: not something this sweep can vary{why}; with --optimizer {optimizer} and "
                      f"--schedule {schedule} it can vary {', '.join(allowed)}.")
 
@@ -546,8 +557,11 @@ class _Plan(NamedTuple):
 
 
 def _plan(optimizer: str, schedule: str, cells: dict[str, np.ndarray], n: int, *, lr: float, momentum, damping,
-          trust_region, schedule_options: dict, max_steps: int) -> _Plan:
-    """The one optimizer of the sweep and each cell's hyperparameters (validated value by value)."""
+          trust_region, schedule_options: dict, max_steps: int, make: Callable | None = None) -> _Plan:
+    """The one optimizer of the sweep and each cell's hyperparameters (validated value by value).
+
+    ``make(name, rate, momentum, damping, trust_region)`` builds it (default: :func:`gdlab.optim.by_name`).
+    """
     from gdlab import optim, schedules
 
     base = {"momentum": momentum, "damping": damping, "trust_region": trust_region}
@@ -557,6 +571,8 @@ def _plan(optimizer: str, schedule: str, cells: dict[str, np.ndarray], n: int, *
 
     def build(rate, **override):
         kw = {**base, **override}
+        if make is not None:
+            return make(optimizer, rate, kw["momentum"], kw["damping"], kw["trust_region"])
         return optim.by_name(optimizer, rate, kw["momentum"], damping=kw["damping"], trust_region=kw["trust_region"])
 
     for name in ("momentum", "damping", "trust_region"):   # every value passes the optimizer's own checks
@@ -621,23 +637,25 @@ def _finite_or_none(values) -> list:
     return [float(v) if math.isfinite(float(v)) else None for v in np.asarray(values, dtype=float).reshape(-1)]
 
 
-def _check_common(optimizer: str, schedule: str, reach) -> None:
+def _check_common(optimizer: str, schedule: str, reach, optimizers: tuple[str, ...] | None = None) -> None:
     from gdlab import optim, schedules
 
-    if optimizer not in optim.OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(optim.OPTIMIZERS)}, got {optimizer!r}.")
+    optimizers = optim.OPTIMIZERS if optimizers is None else optimizers
+    if optimizer not in optimizers:
+        raise ValueError(f"optimizer must be one of {', '.join(optimizers)}, got {optimizer!r}.")
     if schedule not in schedules.SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(schedules.SCHEDULES)}, got {schedule!r}.")
     if reach is not None and not math.isfinite(reach):
         raise ValueError(f"reach must be a finite loss, got {reach!r}.")
 
 
-def _prepare(optimizer, schedule, grid, start_names, reach, max_steps, tol, patience, grad_tol):
+def _prepare(optimizer, schedule, grid, start_names, reach, max_steps, tol, patience, grad_tol, *, optimizers=None,
+             natural_options=("damping", "trust_region")):
     from gdlab import stopping
 
-    _check_common(optimizer, schedule, reach)
+    _check_common(optimizer, schedule, reach, optimizers)
     axes = _axes(grid)
-    allowed = _sweepable(optimizer, schedule, start_names)
+    allowed = _sweepable(optimizer, schedule, start_names, natural_options)
     for a in axes:
         if a.name not in allowed:
             _refuse_axis(a.name, optimizer, schedule, allowed)
@@ -843,6 +861,109 @@ def sweep_landscape(function: Any, init: Any = None, optimizer: str = "gd", grid
                     reach=reach, compiled_programs=1, schedule_shapes=plan.shapes, vectorize=bool(vectorize),
                     global_minima=[list(m.x) for m in landscape.global_minima])
     return SweepResult("landscape", axes, columns, batch.elapsed, settings)
+
+
+def sweep_train(data: Any, model: str = "logistic", optimizer: str = "gd", grid: Any = (), *, loss: str | None = None,
+                target: str | None = None, features: list[str] | None = None, lr: float | None = None,
+                momentum: float | None = None, damping: float | None = None, solver: str = "auto",
+                schedule: str = "constant", decay: float | None = None, decay_steps: int | None = None,
+                alpha: float = 0.0, period: int | None = None, period_mult: float = 1.0, epochs: int | None = None,
+                max_steps: int | None = None, test_size: float = 0.2, standardize: bool = True, init: str = "zeros",
+                seed: int = 0, l2: float | None = None, C: float | None = None, tol: float = 1e-15,
+                patience: int = 10, grad_tol: float = 1e-10, reach: float | None = None,
+                chunk_size: int | None = None, lanes: int | None = None, vectorize: bool = True,
+                callback: Callable[[int, int], Any] | None = None, precision: str = "float64") -> SweepResult:
+    r"""Train a model by batch gradient descent for every cell of a hyperparameter grid, in one compiled program.
+
+    .. math::  \text{for each cell } c:\ \min_\theta J(\theta) = \frac1n\sum_i \ell(z_i(\theta), y_i)
+               + \frac{\lambda}{2}\lVert W\rVert^2 \text{ with the optimizer's } (\eta, \beta, \lambda_F)_c,
+               \ \text{schedule}_c
+
+    The data, the model, the penalty, θ₀ and the stopping rules are read once
+    (:func:`gdlab.training.full_batch_problem`, the reading :func:`gdlab.train` uses) and shared
+    by every cell; each cell's result is what :func:`gdlab.train` with ``batch_size=0`` and that
+    cell's settings reports (``loss``, ``test_loss``, the metric, ``steps``, ``stop_reason``). One
+    difference: without a penalty on separable data, train stops (``diverged``) at the compiled
+    chunk where the weights first separate the classes, the sweep at its own stop; both report
+    ``diverged``, at different step counts. Mini-batches are not swept (every cell would need the
+    per-epoch stopping rule of :func:`gdlab.train`).
+
+    Args:
+      data, model, loss, target, features, test_size, standardize, init, seed, l2, C, solver, epochs,
+      max_steps, tol, patience, grad_tol: as :func:`gdlab.train` (batch mode), the same for every cell.
+      optimizer: ``gd``, ``momentum``, ``nesterov``, ``adam``, ``natural`` or ``natural-diag``
+        (built by :func:`gdlab.training.make_optimizer`, as ``gdlab train`` builds them).
+      grid: the axes (as :func:`sweep_fit`). Names: ``lr``, ``momentum`` (momentum, nesterov,
+        natural), ``damping`` (natural, natural-diag), the schedule's options (``decay``,
+        ``decay_steps``, ``alpha``, ``period``, ``period_mult``).
+      lr, momentum, damping, schedule, decay, decay_steps, alpha, period, period_mult: the settings of
+        every cell where the grid does not vary them (lr: ``gdlab.training.DEFAULT_LR[optimizer]``).
+      reach, chunk_size, lanes, vectorize, callback, precision: as :func:`sweep_fit`.
+
+    Returns:
+      A :class:`SweepResult` (kind ``"train"``; columns ``loss``, ``steps``, ``stop_reason``,
+      ``steps_to_converge``, then ``test_loss``, the metric and ``test_`` metric (``accuracy`` or
+      ``rmse``), ``grad_norm``).
+
+    Example:
+      >>> res = sweep_train("breast_cancer", "logistic", "momentum", ["lr=0.3,3"], test_size=0.0, max_steps=3000)
+      >>> res.columns["stop_reason"], [round(v, 6) for v in res.columns["loss"]]      # C = 1, as train's example
+      (['converged', 'converged'], [0.06636, 0.06636])
+    """
+    import jax
+
+    from gdlab import training
+
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}.")
+    if optimizer not in training.OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(training.OPTIMIZERS)}, got {optimizer!r}.")
+    if lr is None:
+        lr = training.DEFAULT_LR[optimizer]
+    with jax.enable_x64(precision == "float64"):
+        # gdlab.train's own checks and its run length (in batch mode it does not depend on the data)
+        training._check_settings(model, loss, 0, epochs, max_steps, init, tol, patience, grad_tol,
+                                 training.datamod.DEFAULT_MEMORY_LIMIT, None)
+        steps_cap = training._plan(0, epochs, max_steps, 1).steps_cap
+        axes, cells, criteria = _prepare(optimizer, schedule, grid, (), reach, steps_cap, tol, patience, grad_tol,
+                                         optimizers=training.OPTIMIZERS, natural_options=("damping",))
+        n = len(next(iter(cells.values())))
+
+        def make(name, rate, momentum_, damping_, trust_region_):
+            del trust_region_
+            return training.make_optimizer(name, rate, momentum_, damping=damping_)
+
+        plan = _plan(optimizer, schedule, cells, n, lr=lr, momentum=momentum, damping=damping, trust_region=None,
+                     schedule_options=dict(decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
+                                           period_mult=period_mult), max_steps=steps_cap, make=make)
+        problem = training.full_batch_problem(data, model, loss, plan.optimizer, target=target, features=features,
+                                              epochs=epochs, max_steps=max_steps, test_size=test_size,
+                                              standardize=standardize, init=init, seed=seed, l2=l2, C=C,
+                                              solver=solver, tol=tol, patience=patience, grad_tol=grad_tol)
+        theta0 = np.broadcast_to(problem.theta0, (n, problem.theta0.size)).copy()
+        batch = run_batch(problem.objective, plan.optimizer, theta0, problem.criteria, hyperparams=plan.hyperparams,
+                          chunk_size=chunk_size, lanes=lanes, reach=reach, vectorize=vectorize, callback=callback)
+        ends = [problem.finish(theta, reason) for theta, reason in zip(batch.params, batch.stop_reason)]
+    batch = batch._replace(stop_reason=tuple(e.stop_reason for e in ends))
+    columns = _common_columns(axes, cells, batch, reach)
+    columns["loss"] = _finite_or_none([e.evaluation.loss for e in ends])
+    metric = "rmse" if problem.model.kind == "linear" else "accuracy"
+    columns["test_loss"] = _finite_or_none([e.evaluation.test_loss for e in ends])
+    columns[metric] = _finite_or_none([e.evaluation.metric for e in ends])
+    columns["test_" + metric] = _finite_or_none([e.evaluation.test_metric for e in ends])
+    columns["grad_norm"] = _finite_or_none([e.evaluation.grad_norm for e in ends])
+    if problem.l2 == 0.0 and problem.model.kind != "linear":
+        columns["separable"] = [e.separable for e in ends]
+    settings = dict(data=str(data) if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") else "arrays",
+                    model=problem.model.kind, loss=problem.model.loss, optimizer=optimizer, lr=lr, momentum=momentum,
+                    damping=damping, schedule=schedule,
+                    **{k: v for k, v in dict(decay=decay, decay_steps=decay_steps, period=period).items()
+                       if v is not None}, alpha=alpha, period_mult=period_mult, l2=problem.l2,
+                    n_train=problem.source.n_train, n_test=problem.source.n_test,
+                    features=list(problem.source.features), test_size=test_size, seed=seed, init=init,
+                    max_steps=steps_cap, tol=tol, patience=patience, grad_tol=grad_tol, reach=reach,
+                    compiled_programs=1, schedule_shapes=plan.shapes, vectorize=bool(vectorize))
+    return SweepResult("train", axes, columns, batch.elapsed, settings)
 
 
 _NO_FISHER = ("the natural gradient needs a Fisher information, which a landscape does not have (it is a "

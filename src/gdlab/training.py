@@ -616,34 +616,12 @@ def _train(data, kind, loss_name, optimizer, target, features, batch_size, epoch
            standardize, init, seed, l2, C, solver, tol, patience, grad_tol, stream, memory_limit, shuffle_buffer,
            callback) -> TrainResult:
     started = time.perf_counter()
-    batch_size = _batch_size(batch_size)
-    _check_int("epochs", epochs, 1, allow_none=True)
-    _check_int("max_steps", max_steps, 0, allow_none=True)
-    _check_int("memory_limit", memory_limit, 1 << 20)
-    _check_int("shuffle_buffer", shuffle_buffer, 1, allow_none=True)
-    if init not in models.INITS:
-        raise ValueError(f"init must be one of {', '.join(models.INITS)}, got {init!r}.")
-    if kind not in models.MODELS:
-        raise ValueError(f"model must be one of {', '.join(models.MODELS)}, got {kind!r}.")
-    models.make_model(kind, 1, loss=loss_name, n_classes=2)          # the loss fits the model, before any reading
-    stopping.StopCriteria(max_steps=max_steps or 0, tol=tol, patience=patience, grad_tol=grad_tol).validate()
-    if shuffle_buffer is not None and batch_size and shuffle_buffer < batch_size:
-        raise ValueError(f"shuffle_buffer ({shuffle_buffer}) must hold at least one mini-batch ({batch_size} rows).")
+    batch_size = _check_settings(kind, loss_name, batch_size, epochs, max_steps, init, tol, patience, grad_tol,
+                                 memory_limit, shuffle_buffer)
 
-    source = datamod.load(data, kind, target=target, features=features, test_size=test_size, seed=seed,
-                          standardize=standardize, stream=stream, memory_limit=memory_limit,
-                          batch_size=max(batch_size, 1), buffer_rows=shuffle_buffer)
-    if isinstance(source, datamod.Stream) and batch_size == 0:
-        raise ValueError(f"batch gradient descent needs every training row in memory at each step, and "
-                         f"{source.name!r} is streamed (too large for memory_limit); give a mini-batch size "
-                         f"(--batch-size 1024) or allow more memory (--memory-limit).")
-    if batch_size > source.n_train:
-        raise ValueError(f"batch_size {batch_size} is larger than the {source.n_train} training rows; use a smaller "
-                         f"batch size, or 0 for batch gradient descent.")
-    n_classes = len(source.classes) if kind == "softmax" else None
-    model = models.make_model(kind, len(source.features), loss=loss_name, n_classes=n_classes)
-    lam = _penalty(kind, l2, C, source.n_train)
-    plan = _plan(batch_size, epochs, max_steps, source.n_train)
+    source, model, lam, plan, theta0 = _read_problem(data, kind, loss_name, target, features, batch_size, epochs,
+                                                     max_steps, test_size, standardize, init, seed, l2, C, stream,
+                                                     memory_limit, shuffle_buffer)
     if optimizer is None:
         optimizer = optim.gd(DEFAULT_LR["gd"])
     elif callable(optimizer) and not isinstance(optimizer, optax.GradientTransformation):
@@ -652,7 +630,6 @@ def _train(data, kind, loss_name, optimizer, target, features, batch_size, epoch
         raise ValueError(f"optimizer must be an optax GradientTransformation (e.g. gdlab.optim.gd(0.1)) or a function "
                          f"of the run's length in steps returning one, got {type(optimizer).__name__}.")
     fisher_kind = _fisher_kind(optimizer, model.n_params, batch_size == 0, solver)
-    theta0 = models.init_params(model, init, seed, models.prior_bias(model, source.target_mean))
     rngs = np.random.SeedSequence(seed).spawn(2)
     classifier = kind != "linear"
     name = _metric_name(model)
@@ -705,8 +682,144 @@ def _train(data, kind, loss_name, optimizer, target, features, batch_size, epoch
                        elapsed=time.perf_counter() - started, params=theta)
 
 
-def _separable(model: Model, source, lam: float, theta: np.ndarray, final: Evaluation, columns: dict,
-               seen: bool) -> tuple[bool, bool]:
+def _read_problem(data, kind, loss_name, target, features, batch_size, epochs, max_steps, test_size, standardize,
+                  init, seed, l2, C, stream, memory_limit, shuffle_buffer):
+    """One reading of the data, the model, the penalty, the run's length and θ₀ (train and the sweep share it)."""
+    source = datamod.load(data, kind, target=target, features=features, test_size=test_size, seed=seed,
+                          standardize=standardize, stream=stream, memory_limit=memory_limit,
+                          batch_size=max(batch_size, 1), buffer_rows=shuffle_buffer)
+    if isinstance(source, datamod.Stream) and batch_size == 0:
+        raise ValueError(f"batch gradient descent needs every training row in memory at each step, and "
+                         f"{source.name!r} is streamed (too large for memory_limit); give a mini-batch size "
+                         f"(--batch-size 1024) or allow more memory (--memory-limit).")
+    if batch_size > source.n_train:
+        raise ValueError(f"batch_size {batch_size} is larger than the {source.n_train} training rows; use a smaller "
+                         f"batch size, or 0 for batch gradient descent.")
+    n_classes = len(source.classes) if kind == "softmax" else None
+    model = models.make_model(kind, len(source.features), loss=loss_name, n_classes=n_classes)
+    lam = _penalty(kind, l2, C, source.n_train)
+    plan = _plan(batch_size, epochs, max_steps, source.n_train)
+    theta0 = models.init_params(model, init, seed, models.prior_bias(model, source.target_mean))
+    return source, model, lam, plan, theta0
+
+
+def _check_settings(kind, loss_name, batch_size, epochs, max_steps, init, tol, patience, grad_tol, memory_limit,
+                    shuffle_buffer) -> int:
+    """Refuse bad settings before any reading; returns the batch size in rows (0: full batch)."""
+    batch_size = _batch_size(batch_size)
+    _check_int("epochs", epochs, 1, allow_none=True)
+    _check_int("max_steps", max_steps, 0, allow_none=True)
+    _check_int("memory_limit", memory_limit, 1 << 20)
+    _check_int("shuffle_buffer", shuffle_buffer, 1, allow_none=True)
+    if init not in models.INITS:
+        raise ValueError(f"init must be one of {', '.join(models.INITS)}, got {init!r}.")
+    if kind not in models.MODELS:
+        raise ValueError(f"model must be one of {', '.join(models.MODELS)}, got {kind!r}.")
+    models.make_model(kind, 1, loss=loss_name, n_classes=2)          # the loss fits the model, before any reading
+    stopping.StopCriteria(max_steps=max_steps or 0, tol=tol, patience=patience, grad_tol=grad_tol).validate()
+    if shuffle_buffer is not None and batch_size and shuffle_buffer < batch_size:
+        raise ValueError(f"shuffle_buffer ({shuffle_buffer}) must hold at least one mini-batch ({batch_size} rows).")
+    return batch_size
+
+
+class FullBatchEnd(NamedTuple):
+    """How a full-batch run ended, as :func:`train` reports it: the full-data numbers at the final θ,
+    the stop reason (``diverged`` for separable data without a penalty) and whether they are separable."""
+
+    evaluation: Evaluation
+    stop_reason: str
+    separable: bool
+
+
+class FullBatchProblem(NamedTuple):
+    """Batch gradient descent on a model, as :func:`train` runs it, for other drivers (sweeps).
+
+    Attributes:
+      objective: the engine's :class:`gdlab.engine.Objective` (J, the metrics, the Fisher the optimizer needs).
+      theta0: θ₀, a flat float array. criteria: the stopping rules of the run.
+      finish: ``finish(theta, stop_reason) -> FullBatchEnd``: what :func:`train` reports at the end.
+      model, source (the :class:`gdlab.data.Dataset`), l2 (λ), fisher_kind.
+    """
+
+    objective: engine.Objective
+    theta0: np.ndarray
+    criteria: stopping.StopCriteria
+    finish: Callable[[np.ndarray, str], FullBatchEnd]
+    model: Model
+    source: datamod.Dataset
+    l2: float
+    fisher_kind: str
+
+
+def full_batch_problem(data: Any, model: str = "logistic", loss: str | None = None,
+                       optimizer: optax.GradientTransformation | None = None, *, target: str | None = None,
+                       features: list[str] | None = None, epochs: int | None = None, max_steps: int | None = None,
+                       test_size: float = 0.2, standardize: bool = True, init: str = "zeros", seed: int = 0,
+                       l2: float | None = None, C: float | None = None, solver: str = "auto", tol: float = 1e-15,
+                       patience: int = 10, grad_tol: float = 1e-10,
+                       memory_limit: int = datamod.DEFAULT_MEMORY_LIMIT) -> FullBatchProblem:
+    r"""The objective, start and stopping rules that :func:`train` runs in batch mode (``batch_size=0``).
+
+    .. math::  J(\theta) = \frac1n\sum_{i=1}^n \ell(z_i(\theta), y_i) + \frac{\lambda}{2}\lVert W\rVert^2
+
+    One reading of the data, the model and the penalty, shared by :func:`train` and
+    :func:`gdlab.sweep.sweep_train`: ``engine.run(p.objective, optimizer, p.theta0, p.criteria)``
+    followed by ``p.finish(theta, stop_reason)`` is the run :func:`train` makes (which also
+    stops, with ``diverged``, at the chunk where the weights first separate data trained without
+    a penalty). Call it with JAX in 64-bit mode for float64 (``jax.enable_x64``).
+
+    Args:
+      data, model, loss, target, features, epochs, max_steps, test_size, standardize, init, seed, l2, C,
+      solver, tol, patience, grad_tol, memory_limit: as :func:`train`.
+      optimizer: the optax transform that will run (it decides which Fisher the objective carries:
+        none, dense, Fisher-vector products or the diagonal); default ``gd``.
+
+    Returns:
+      A :class:`FullBatchProblem`.
+
+    Example:
+      >>> import jax
+      >>> from gdlab import engine
+      >>> with jax.enable_x64(True):
+      ...     p = full_batch_problem("breast_cancer", "logistic", optimizer=optim.natural(), test_size=0.0)
+      ...     run = engine.run(p.objective, optim.natural(), p.theta0, p.criteria)
+      ...     end = p.finish(run.params, run.stop_reason)
+      >>> end.stop_reason, round(end.evaluation.loss, 6)          # as train's example
+      ('converged', 0.06636)
+    """
+    _check_settings(model, loss, 0, epochs, max_steps, init, tol, patience, grad_tol, memory_limit, None)
+    source, mdl, lam, plan, theta0 = _read_problem(data, model, loss, target, features, 0, epochs, max_steps,
+                                                   test_size, standardize, init, seed, l2, C, None, memory_limit,
+                                                   None)
+    optimizer = optim.gd(DEFAULT_LR["gd"]) if optimizer is None else optimizer
+    fisher_kind = _fisher_kind(optimizer, mdl.n_params, True, solver)
+    criteria = stopping.StopCriteria(max_steps=plan.steps_cap, tol=tol, patience=patience, grad_tol=grad_tol).validate()
+    classifier = model != "linear"
+    separable_data: list = []            # the linear program's answer, asked at most once
+
+    def finish(theta, stop_reason: str) -> FullBatchEnd:
+        theta = np.asarray(theta, dtype=float)
+        final = evaluate(mdl, theta, source, lam)
+        separable = False
+        if classifier and lam == 0.0:
+            separable, _ = _separable(mdl, source, lam, theta, final, None, False, separable_data)
+            if separable:
+                stop_reason = "diverged"
+        return FullBatchEnd(final, stop_reason, separable)
+
+    return FullBatchProblem(_full_batch_objective(mdl, source, lam, fisher_kind), np.asarray(theta0, dtype=float),
+                            criteria, finish, mdl, source, lam, fisher_kind)
+
+
+def _full_batch_objective(model: Model, ds: datamod.Dataset, lam: float, fisher_kind: str) -> engine.Objective:
+    loss, metrics, fisher = _full_batch_functions(model, fisher_kind)
+    full = FullData(jnp.asarray(ds.X_train), jnp.asarray(ds.y_train), jnp.asarray(ds.X_test),
+                    jnp.asarray(ds.y_test), jnp.asarray(lam))
+    return engine.Objective(loss=loss, data=full, metrics=metrics, fisher=fisher)
+
+
+def _separable(model: Model, source, lam: float, theta: np.ndarray, final: Evaluation, columns: dict | None,
+               seen: bool, cache: list | None = None) -> tuple[bool, bool]:
     """(separable, decided by the linear program): the weights reached separate the training rows
     (the last finite ones if the run blew up), or a linear program finds weights that do."""
     if seen:
@@ -714,14 +827,19 @@ def _separable(model: Model, source, lam: float, theta: np.ndarray, final: Evalu
     if np.all(np.isfinite(theta)):
         if final.margin > 0:
             return True, False
-    else:
+    elif columns is not None:
         finite = np.flatnonzero(np.isfinite(columns["loss"]) & np.all(np.isfinite(columns["params"]), axis=1))
         if finite.size and evaluate(model, columns["params"][finite[-1]], source, lam).margin > 0:
             return True, False
     if isinstance(source, datamod.Stream):
         return False, False
     # the optimizer may not have found a separating direction yet
-    found = bool(models.linearly_separable(model, source.X_train, source.y_train))
+    if cache:
+        found = cache[0]
+    else:
+        found = bool(models.linearly_separable(model, source.X_train, source.y_train))
+        if cache is not None:
+            cache.append(found)
     return found, found
 
 
@@ -736,10 +854,7 @@ def _run_full_batch(model, ds, optimizer, theta0, lam, fisher_kind, plan, tol, p
                     classifier):
     steps_cap = plan.steps_cap
     criteria = stopping.StopCriteria(max_steps=steps_cap, tol=tol, patience=patience, grad_tol=grad_tol).validate()
-    loss, metrics, fisher = _full_batch_functions(model, fisher_kind)
-    full = FullData(jnp.asarray(ds.X_train), jnp.asarray(ds.y_train), jnp.asarray(ds.X_test),
-                    jnp.asarray(ds.y_test), jnp.asarray(lam))
-    objective = engine.Objective(loss=loss, data=full, metrics=metrics, fisher=fisher)
+    objective = _full_batch_objective(model, ds, lam, fisher_kind)
     watch_separation = classifier and lam == 0.0
 
     def on_chunk(rows):

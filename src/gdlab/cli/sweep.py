@@ -1,4 +1,4 @@
-"""``gdlab sweep fit|landscape``: a grid of hyperparameters run as one compiled, vmap-ed program."""
+"""``gdlab sweep fit|train|landscape``: a grid of hyperparameters run as one compiled, vmap-ed program."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from rich.table import Table
 
 from gdlab.cli import UserError, app, check_json_path, emit_json, fmt, progress_bar
 from gdlab.cli.landscape import check_numbers, parse_point, schedule_options, stop_options
+from gdlab.cli.train import check_options, length_options, model_options, optimizer_options
 
 GRID_HELP = ("A hyperparameter axis: name=a:b:n (n values from a to b), name=a:b:n:log (log-spaced) or "
-             "name=v1,v2,... Repeat for more axes. Names: lr, momentum (momentum/nesterov), the schedule's "
-             "options (decay, decay_steps, alpha, period, period_mult), and the start: init_mean, init_var "
-             "(sweep fit, 1-D) or x0, y0 (sweep landscape).")
+             "name=v1,v2,... Repeat for more axes. Names: lr, momentum (momentum/nesterov), damping (natural; "
+             "sweep train: natural, natural-diag), the schedule's options (decay, decay_steps, alpha, period, "
+             "period_mult), and the start: init_mean, init_var (sweep fit, 1-D) or x0, y0 (sweep landscape).")
 
 
 @app.group("sweep", no_args_is_help=True)
 def sweep_group() -> None:
     """Run a grid of hyperparameters as one compiled program (vmap over the cells).
 
-    Every cell is the run `gdlab fit` or `gdlab landscape` would make with that cell's settings;
+    Every cell is the run `gdlab fit`, `gdlab train` (full batch) or `gdlab landscape` would make
+    with that cell's settings;
     the learning rate, momentum, schedule options and start are values in the compiled program,
     not constants, so the whole grid compiles once.
     """
@@ -236,5 +238,50 @@ def sweep_landscape_command(function: str, init: Optional[str], optimizer: str, 
                                decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
                                period_mult=period_mult, max_steps=max_steps, tol=tol, patience=patience,
                                grad_tol=grad_tol, reach=reach, vectorize=not exact, callback=callback)
+
+    _run(call, out_path, heatmap_path, hm_axes, size, json_out)
+
+
+@sweep_group.command("train", no_args_is_help=True)
+@model_options
+@optimizer_options
+@length_options
+@sweep_outputs
+def sweep_train_command(data: str, target: Optional[str], features: Optional[str], model: str, loss: Optional[str],
+                        test_size: float, standardize: bool, init: str, seed: int, l2: Optional[float],
+                        C: Optional[float], optimizer: str, lr: Optional[float], momentum: Optional[float],
+                        damping: Optional[float], solver: str, schedule: str, decay: Optional[float],
+                        decay_steps: Optional[int], alpha: float, period: Optional[int], period_mult: float,
+                        epochs: Optional[int], max_steps: Optional[int], tol: float, patience: int, grad_tol: float,
+                        grid: tuple[str, ...], out_path: Optional[str], heatmap_path: Optional[str],
+                        heatmap_axes: Optional[str], plot_size: str, reach: Optional[float], exact: bool,
+                        json_out: Optional[str]) -> None:
+    """Train a model by batch gradient descent for every cell of a hyperparameter grid, in one compiled program.
+
+    The data, model, penalty and stopping options are those of `gdlab train` (full batch: every
+    step uses all training rows), the same for every cell; each cell is the `gdlab train` run
+    with that cell's settings (final loss, steps, stop reason).
+
+    \b
+    Example:
+      gdlab sweep train --data breast_cancer --model logistic --optimizer momentum \\
+            --grid lr=0.01:3:12:log --grid momentum=0,0.5,0.9 --max-steps 2000 --out sweep.csv --heatmap sweep.png
+    """
+    from gdlab.sweep import parse_grid, sweep_train
+
+    feature_list = check_options(lr=lr, momentum=momentum, damping=damping, decay=decay, alpha=alpha,
+                                 period_mult=period_mult, l2=l2, C=C, tol=tol, grad_tol=grad_tol, schedule=schedule,
+                                 period=period, features=features)
+    check_numbers(reach=reach)
+    axes = [parse_grid(g) for g in grid]
+    size, hm_axes = _prepare_outputs(out_path, heatmap_path, heatmap_axes, plot_size, json_out, axes)
+
+    def call(callback):
+        return sweep_train(data, model, optimizer, axes, loss=loss, target=target, features=feature_list, lr=lr,
+                           momentum=momentum, damping=damping, solver=solver, schedule=schedule, decay=decay,
+                           decay_steps=decay_steps, alpha=alpha, period=period, period_mult=period_mult,
+                           epochs=epochs, max_steps=max_steps, test_size=test_size, standardize=standardize,
+                           init=init, seed=seed, l2=l2, C=C, tol=tol, patience=patience, grad_tol=grad_tol,
+                           reach=reach, vectorize=not exact, callback=callback)
 
     _run(call, out_path, heatmap_path, hm_axes, size, json_out)

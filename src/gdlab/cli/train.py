@@ -52,76 +52,131 @@ class ByteSize(click.ParamType):
                   param, ctx)
 
 
+def _with(options: list, f):
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def model_options(f):
+    """What to train: --data, --target, --features, --model, --loss, --test-size, --standardize, --init,
+    --seed, --l2, --C (shared by ``gdlab train`` and ``gdlab sweep train``)."""
+    return _with([
+        click.option("--data", required=True, metavar="NAME|PATH",
+                     help="A bundled dataset (breast_cancer, diabetes, digits, iris, wine; no download) or a .csv / "
+                     ".parquet file (then give --target)."),
+        click.option("--target", default=None, metavar="COLUMN", help="The label column of a file."),
+        click.option("--features", default=None, metavar="A,B,C",
+                     help="Feature columns, comma-separated (default: every column but the target)."),
+        click.option("--model", type=click.Choice(MODELS), required=True,
+                     help="linear (numeric target), logistic (labels 0/1) or softmax (class labels)."),
+        click.option("--loss", type=click.Choice(LOSSES), default=None,
+                     help="linear: mse (mean squared error, default) or rmse (its square root); logistic and softmax: "
+                     "cross-entropy (default)."),
+        click.option("--test-size", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.2, show_default=True,
+                     help="Fraction of rows held out for testing, each row by a seeded hash of its number (0 trains "
+                     "on all)."),
+        click.option("--standardize/--no-standardize", default=True, show_default=True,
+                     help="Scale features to mean 0 and population std 1 over the training rows (like "
+                     "StandardScaler)."),
+        click.option("--init", type=click.Choice(["zeros", "normal"]), default="zeros", show_default=True,
+                     help="Initial weights: zeros, or N(0, 1/d) from --seed. The bias starts at the best constant "
+                     "(the mean of y; the log-odds of the labels)."),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+                     help="Seeds the train/test split, --init normal and the shuffling."),
+        click.option("--l2", type=float, default=None,
+                     help="L2 penalty λ: the loss is mean(loss) + λ/2·||W||^2 (bias not penalised). λ = 1/(C·n) for "
+                     "scikit-learn's C with n training rows. Default: C = 1 (scikit-learn's) for logistic and softmax, "
+                     "0 for linear. --l2 0 turns the penalty off."),
+        click.option("--C", "C", type=float, default=None,
+                     help="The penalty as scikit-learn's C > 0 (λ = 1/(C·n)); larger C, weaker penalty. Give --C or "
+                     "--l2."),
+    ], f)
+
+
+def optimizer_options(f):
+    """How to train: --optimizer, --lr, --momentum, --damping, --solver and the schedule's options."""
+    return _with([
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="gd", show_default=True,
+                     help="gd, momentum (heavy ball), nesterov, adam, natural (Fisher scoring: the model's exact "
+                     "Fisher, Newton's method for logistic/softmax) or natural-diag (the Fisher's diagonal only)."),
+        click.option("--lr", type=float, default=None,
+                     help="Step size per update. Default: 0.1 (gd, momentum, nesterov, natural-diag), 0.01 (adam), "
+                     "1.0 (natural: a full Fisher-scoring step)."),
+        click.option("--momentum", type=float, default=None,
+                     help="Momentum in [0, 1] for momentum/nesterov (default 0.9) or natural (default 0)."),
+        click.option("--damping", type=float, default=None,
+                     help="natural, natural-diag: added to the Fisher's diagonal (default 0). Mini-batch natural "
+                     "gradient needs it, e.g. 0.1."),
+        click.option("--solver", type=click.Choice(["auto", "cholesky", "cg"]), default="auto", show_default=True,
+                     help="natural: cholesky forms the Fisher and solves it; cg uses conjugate gradient with "
+                     "Fisher-vector products. auto: cholesky for full batches of at most 2,048 weights, cg otherwise."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
+                     help="Learning-rate schedule over steps: exponential = annealing; warm-restarts = SGDR."),
+        click.option("--decay", type=float, default=None,
+                     help="exponential/step: factor per decay period, in (0, 1] (default 0.99)."),
+        click.option("--decay-steps", type=click.IntRange(1, 2**31 - 2), default=None,
+                     help="exponential: steps per factor (1); step: steps between drops (100); cosine: length "
+                     "(default: the whole run)."),
+        click.option("--alpha", type=float, default=0.0, show_default=True,
+                     help="cosine/warm-restarts: the final lr as a fraction of --lr."),
+        click.option("--period", type=click.IntRange(1, 2**31 - 2), default=None,
+                     help="warm-restarts: length of the first cycle in steps (100)."),
+        click.option("--period-mult", type=float, default=1.0, show_default=True,
+                     help="warm-restarts: each cycle is this many times longer than the last (>= 1)."),
+    ], f)
+
+
+def length_options(f):
+    """When to stop: --epochs, --max-steps, --tol, --patience, --grad-tol."""
+    return _with([
+        click.option("--epochs", type=click.IntRange(1, 2**31 - 2), default=None,
+                     help="Passes over the training rows. Mini-batch default 20; full batch: an epoch is one step, and "
+                     "--epochs caps the steps."),
+        click.option("--max-steps", type=click.IntRange(0, 2**31 - 2), default=None,
+                     help="Cap on updates. Default: 10,000 for full batch, none for mini-batches (--epochs decides)."),
+        click.option("--tol", type=float, default=1e-15, show_default=True,
+                     help="Converged when the loss moved by at most tol*max(1, |loss|) over the last --patience steps "
+                     "(full batch) or epochs (mini-batch, on the full-data loss); 0 turns it off."),
+        click.option("--patience", type=click.IntRange(1, 100_000), default=10, show_default=True,
+                     help="The window of steps (full batch) or epochs (mini-batch) that --tol looks at."),
+        click.option("--grad-tol", type=float, default=1e-10, show_default=True,
+                     help="Converged when the full-data gradient norm <= this (checked per step in full batch, per "
+                     "epoch with mini-batches); 0 turns it off."),
+    ], f)
+
+
+def check_options(*, lr, momentum, damping, decay, alpha, period_mult, l2, C, tol, grad_tol, schedule, period,
+                  features) -> Optional[list[str]]:
+    """Refuse bad values of the shared options before any work; returns the feature names (or None)."""
+    for name, value in (("--lr", lr), ("--momentum", momentum), ("--damping", damping), ("--decay", decay),
+                        ("--alpha", alpha), ("--period-mult", period_mult), ("--l2", l2), ("--C", C), ("--tol", tol),
+                        ("--grad-tol", grad_tol)):
+        finite(name, value)
+    if l2 is not None and C is not None:
+        raise UserError("give the penalty as --l2 or as --C, not both (λ = 1/(C·n)).")
+    if C is not None and C <= 0:
+        raise UserError(f"--C must be positive (scikit-learn's inverse penalty; 1 is its default; for no penalty use "
+                        f"--l2 0), got {C}.")
+    if l2 is not None and l2 < 0:
+        raise UserError(f"--l2 must be >= 0 (0 is no penalty), got {l2}.")
+    if schedule not in ("exponential", "step") and decay is not None:
+        raise UserError(f"--decay applies to the exponential and step schedules, not {schedule!r}.")
+    if schedule != "warm-restarts" and (period is not None or period_mult != 1.0):
+        raise UserError(f"--period and --period-mult apply to --schedule warm-restarts, not {schedule!r}.")
+    feature_list = None if features is None else [f.strip() for f in features.split(",")]
+    if feature_list is not None and any(not f for f in feature_list):
+        raise UserError(f"--features {features!r} has an empty name; list column names separated by commas.")
+    return feature_list
+
+
 @app.command("train", no_args_is_help=True)
-@click.option("--data", required=True, metavar="NAME|PATH",
-              help="A bundled dataset (breast_cancer, diabetes, digits, iris, wine; no download) or a .csv / .parquet "
-              "file (then give --target).")
-@click.option("--target", default=None, metavar="COLUMN", help="The label column of a file.")
-@click.option("--features", default=None, metavar="A,B,C",
-              help="Feature columns, comma-separated (default: every column but the target).")
-@click.option("--model", type=click.Choice(MODELS), required=True,
-              help="linear (numeric target), logistic (labels 0/1) or softmax (class labels).")
-@click.option("--loss", type=click.Choice(LOSSES), default=None,
-              help="linear: mse (mean squared error, default) or rmse (its square root); logistic and softmax: "
-              "cross-entropy (default).")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="gd", show_default=True,
-              help="gd, momentum (heavy ball), nesterov, adam, natural (Fisher scoring: the model's exact Fisher, "
-              "Newton's method for logistic/softmax) or natural-diag (the Fisher's diagonal only).")
-@click.option("--lr", type=float, default=None,
-              help="Step size per update. Default: 0.1 (gd, momentum, nesterov, natural-diag), 0.01 (adam), "
-              "1.0 (natural: a full Fisher-scoring step).")
-@click.option("--momentum", type=float, default=None,
-              help="Momentum in [0, 1] for momentum/nesterov (default 0.9) or natural (default 0).")
-@click.option("--damping", type=float, default=None,
-              help="natural, natural-diag: added to the Fisher's diagonal (default 0). Mini-batch natural "
-              "gradient needs it, e.g. 0.1.")
-@click.option("--solver", type=click.Choice(["auto", "cholesky", "cg"]), default="auto", show_default=True,
-              help="natural: cholesky forms the Fisher and solves it; cg uses conjugate gradient with Fisher-vector "
-              "products. auto: cholesky for full batches of at most 2,048 weights, cg otherwise.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
-              help="Learning-rate schedule over steps: exponential = annealing; warm-restarts = SGDR.")
-@click.option("--decay", type=float, default=None,
-              help="exponential/step: factor per decay period, in (0, 1] (default 0.99).")
-@click.option("--decay-steps", type=click.IntRange(1, 2**31 - 2), default=None,
-              help="exponential: steps per factor (1); step: steps between drops (100); cosine: length "
-              "(default: the whole run).")
-@click.option("--alpha", type=float, default=0.0, show_default=True,
-              help="cosine/warm-restarts: the final lr as a fraction of --lr.")
-@click.option("--period", type=click.IntRange(1, 2**31 - 2), default=None,
-              help="warm-restarts: length of the first cycle in steps (100).")
-@click.option("--period-mult", type=float, default=1.0, show_default=True,
-              help="warm-restarts: each cycle is this many times longer than the last (>= 1).")
+@model_options
+@optimizer_options
+@length_options
 @click.option("--batch-size", type=BatchSize(), default="full", show_default=True,
               help="Rows per step: 0 or 'full' = batch gradient descent on all training rows; N = mini-batch SGD "
               "with N rows per step, reshuffled every epoch (the last partial batch is dropped).")
-@click.option("--epochs", type=click.IntRange(1, 2**31 - 2), default=None,
-              help="Passes over the training rows. Mini-batch default 20; full batch: an epoch is one step, and "
-              "--epochs caps the steps.")
-@click.option("--max-steps", type=click.IntRange(0, 2**31 - 2), default=None,
-              help="Cap on updates. Default: 10,000 for full batch, none for mini-batches (--epochs decides).")
-@click.option("--test-size", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.2, show_default=True,
-              help="Fraction of rows held out for testing, each row by a seeded hash of its number (0 trains on all).")
-@click.option("--standardize/--no-standardize", default=True, show_default=True,
-              help="Scale features to mean 0 and population std 1 over the training rows (like StandardScaler).")
-@click.option("--init", type=click.Choice(["zeros", "normal"]), default="zeros", show_default=True,
-              help="Initial weights: zeros, or N(0, 1/d) from --seed. The bias starts at the best constant "
-              "(the mean of y; the log-odds of the labels).")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
-              help="Seeds the train/test split, --init normal and the shuffling.")
-@click.option("--l2", type=float, default=None,
-              help="L2 penalty λ: the loss is mean(loss) + λ/2·||W||^2 (bias not penalised). λ = 1/(C·n) for "
-              "scikit-learn's C with n training rows. Default: C = 1 (scikit-learn's) for logistic and softmax, "
-              "0 for linear. --l2 0 turns the penalty off.")
-@click.option("--C", "C", type=float, default=None,
-              help="The penalty as scikit-learn's C > 0 (λ = 1/(C·n)); larger C, weaker penalty. Give --C or --l2.")
-@click.option("--tol", type=float, default=1e-15, show_default=True,
-              help="Converged when the loss moved by at most tol*max(1, |loss|) over the last --patience steps "
-              "(full batch) or epochs (mini-batch, on the full-data loss); 0 turns it off.")
-@click.option("--patience", type=click.IntRange(1, 100_000), default=10, show_default=True,
-              help="The window of steps (full batch) or epochs (mini-batch) that --tol looks at.")
-@click.option("--grad-tol", type=float, default=1e-10, show_default=True,
-              help="Converged when the full-data gradient norm <= this (checked per step in full batch, per epoch "
-              "with mini-batches); 0 turns it off.")
 @click.option("--stream/--no-stream", default=None,
               help="Stream a file in record batches (never loaded whole) or load it. Default: stream it when its "
               "numeric columns take more than a quarter of --memory-limit as float64.")
@@ -160,21 +215,9 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
     """
     from gdlab import schedules, training  # here, not at the top: `gdlab --help` must not load JAX
 
-    for name, value in (("--lr", lr), ("--momentum", momentum), ("--damping", damping), ("--decay", decay),
-                        ("--alpha", alpha), ("--period-mult", period_mult), ("--l2", l2), ("--C", C), ("--tol", tol),
-                        ("--grad-tol", grad_tol)):
-        finite(name, value)
-    if l2 is not None and C is not None:
-        raise UserError("give the penalty as --l2 or as --C, not both (λ = 1/(C·n)).")
-    if C is not None and C <= 0:
-        raise UserError(f"--C must be positive (scikit-learn's inverse penalty; 1 is its default; for no penalty use "
-                        f"--l2 0), got {C}.")
-    if l2 is not None and l2 < 0:
-        raise UserError(f"--l2 must be >= 0 (0 is no penalty), got {l2}.")
-    if schedule not in ("exponential", "step") and decay is not None:
-        raise UserError(f"--decay applies to the exponential and step schedules, not {schedule!r}.")
-    if schedule != "warm-restarts" and (period is not None or period_mult != 1.0):
-        raise UserError(f"--period and --period-mult apply to --schedule warm-restarts, not {schedule!r}.")
+    feature_list = check_options(lr=lr, momentum=momentum, damping=damping, decay=decay, alpha=alpha,
+                                 period_mult=period_mult, l2=l2, C=C, tol=tol, grad_tol=grad_tol,
+                                 schedule=schedule, period=period, features=features)
     for path, option in ((json_out, "--json"), (save_weights, "--save-weights")):
         if option == "--save-weights" and path == "-":
             raise UserError("--save-weights needs a file path; '-' is for --json.")
@@ -182,9 +225,6 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
             check_json_path(path)
         except UserError as exc:
             raise UserError(str(exc).replace("--json", option)) from None
-    feature_list = None if features is None else [f.strip() for f in features.split(",")]
-    if feature_list is not None and any(not f for f in feature_list):
-        raise UserError(f"--features {features!r} has an empty name; list column names separated by commas.")
     rate0 = training.DEFAULT_LR[optimizer] if lr is None else lr
     # the schedule is checked now; a cosine without --decay-steps spans the run, known once the data are read
     schedules.make_schedule(schedule, rate0, decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
