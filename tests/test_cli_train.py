@@ -248,6 +248,10 @@ BAD = [  # (id, argv, fragments that must all appear in the one line)
     ("save-weights-bad-folder", [*BASE, "--save-weights", "{d}/no/w.json"], ["--save-weights"]),
     ("full-batch-on-a-stream", ["train", "--data", "{d}/ok.parquet", "--target", "label", "--model", "logistic",
                                 "--stream"], ["needs every training row in memory", "--batch-size"]),
+    ("plot-suffix", [*BASE, "--plot", "{d}/t.bmp"], ["--plot", ".png"]),
+    ("plot-folder", [*BASE, "--plot", "{d}/no/t.png"], ["--plot", "folder"]),
+    ("animate-suffix", [*BASE, "--animate", "{d}/t.png"], ["--animate", ".gif"]),
+    ("plot-size-bad", [*BASE, "--plot", "{d}/t.png", "--plot-size", "big"], ["WIDTHxHEIGHT"]),
 ]
 
 
@@ -278,3 +282,23 @@ def test_a_terminal_gets_a_progress_bar_per_epoch():
                           env=env)
     assert proc.returncode == 0, proc.stderr
     assert "epoch 40" in proc.stderr.replace("\r", "\n") and "stop reason" in proc.stdout
+
+
+def test_plot_and_animate_write_pictures_of_the_asked_size(tmp_path):
+    """--plot and --animate: the loss curves of the run just made, at the asked size."""
+    from PIL import Image
+
+    png, gif = tmp_path / "train.png", tmp_path / "train.gif"
+    rc, out, err = invoke("train", "--data", "breast_cancer", "--model", "logistic", "--optimizer", "momentum",
+                          "--batch-size", "64", "--epochs", "3", "--plot", str(png), "--animate", str(gif),
+                          "--plot-size", "480x360")
+    assert rc == 0, err
+    for path, fmt in ((png, "PNG"), (gif, "GIF")):
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            assert im.format == fmt and im.size == (480, 360)
+            assert getattr(im, "n_frames", 1) >= (2 if fmt == "GIF" else 1)
+            low, high = im.convert("L").getextrema()
+            assert low < high
+    assert "train loss" in out

@@ -122,11 +122,65 @@ def test_train_figure_from_plain_arrays(tmp_path):
     labelled(fig)
     texts = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
     assert {"mini-batch cross-entropy (each step)", "test cross-entropy (per epoch)"} <= texts
-    assert fig.axes[-1].get_xlabel() == "epoch" and len(fig.axes) == 2
+    assert fig.axes[-1].get_xlabel().startswith("epoch") and len(fig.axes) == 2
     plots.save_figure(fig, str(tmp_path / "train.png"))
     assert_image(tmp_path / "train.png", SMALL)
     with pytest.raises(ValueError, match="same lengths"):
         plots.train_figure(steps, batch[:-1], epochs, epochs)
+
+
+@pytest.fixture(scope="module")
+def mini_batch_run():
+    from gdlab import train
+
+    return train("breast_cancer", "logistic", optimizer=optim.momentum(0.1, 0.9), batch_size=64, epochs=4)
+
+
+def test_train_result_figure_draws_the_runs_curves(tmp_path, mini_batch_run):
+    res = mini_batch_run
+    fig = plots.train_result_figure(res, size=SMALL)
+    labelled(fig)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"mini-batch cross-entropy (each step)", "train cross-entropy (full data, per epoch)",
+                          "test cross-entropy (per epoch)"}
+    per_epoch = res.n_train // 64                      # steps per epoch: the x of step t is t / per_epoch
+    x, y = lines["mini-batch cross-entropy (each step)"].get_data()
+    np.testing.assert_array_equal(np.asarray(x), res.trace.step / per_epoch)
+    x, y = lines["train cross-entropy (full data, per epoch)"].get_data()
+    np.testing.assert_array_equal(np.asarray(x), np.arange(5.0))       # θ₀ and the ends of 4 epochs
+    np.testing.assert_array_equal(np.asarray(y), res.trace.epoch_loss)
+    assert float(np.asarray(y)[-1]) == res.loss
+    title = fig._suptitle.get_text()
+    assert "logistic regression" in title and "mini-batches of 64" in title and res.stop_reason in title
+    plots.save_figure(fig, str(tmp_path / "train.svg"))
+    assert (tmp_path / "train.svg").read_text().lstrip().startswith("<?xml")
+    plots.save_figure(fig, str(tmp_path / "train.png"))
+    assert_image(tmp_path / "train.png", SMALL)
+
+
+def test_full_batch_train_figure_has_no_mini_batch_line_and_shows_a_schedule(tmp_path):
+    from gdlab import train
+
+    res = train("iris", "softmax", optimizer=lambda n: optim.gd(schedules.make_schedule("cosine", 1.0, horizon=n)),
+                max_steps=60, test_size=0.0)
+    fig = plots.train_result_figure(res, size=MEDIUM)
+    labelled(fig)
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "learning rate"
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train cross-entropy (full data, per epoch)"]
+    assert "every step uses all training rows" in fig.axes[-1].get_xlabel()
+    lr = np.asarray(fig.axes[1].get_lines()[0].get_data()[1])
+    np.testing.assert_allclose(lr, 0.5 * (1 + np.cos(np.pi * np.arange(len(lr)) / 60)), rtol=1e-12)   # cosine to 0
+    plots.save_figure(fig, str(tmp_path / "full.png"))
+    assert_image(tmp_path / "full.png", MEDIUM)
+
+
+def test_train_animation_is_a_gif_of_the_asked_size(tmp_path, mini_batch_run):
+    n = plots.animate_train(mini_batch_run, str(tmp_path / "t.gif"), size=MEDIUM, frames=12)
+    assert 2 <= n <= 12
+    assert_image(tmp_path / "t.gif", MEDIUM, "GIF", frames=n)
+    with pytest.raises(ValueError, match=".gif"):
+        plots.animate_train(mini_batch_run, str(tmp_path / "t.png"))
 
 
 def test_sweep_heatmap_marks_max_steps_and_diverged_cells(tmp_path):

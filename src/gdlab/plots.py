@@ -14,7 +14,9 @@ figure                     panels
 :func:`fit_figure`         p and q's densities at the start, chosen steps and the end; KL(p‖q)
                            and KL(q‖p) against steps (log axes); the path of (m, log v) over the
                            contours of the minimised KL; the learning rate when it varies
-:func:`train_figure`       train (and test) loss per epoch over the mini-batch losses
+:func:`train_figure`       train (and test) loss per epoch over the mini-batch losses; the
+                           learning rate when it varies (:func:`train_result_figure` and
+                           :func:`animate_train` draw a :func:`gdlab.train` result)
 :func:`sweep_heatmap`      steps to converge over two grid axes; max_steps and diverged cells
                            marked apart
 =========================  ====================================================================
@@ -26,11 +28,12 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["Path", "FitRun", "landscape_figure", "fit_figure", "train_figure", "sweep_heatmap", "save_figure",
+__all__ = ["Path", "FitRun", "landscape_figure", "fit_figure", "train_figure", "train_result_figure", "animate_train",
+           "train_title", "sweep_heatmap", "save_figure",
            "animate_landscape", "animate_fit", "check_figure_path", "path_from_trace", "fit_run", "DEFAULT_SIZE"]
 
 DEFAULT_SIZE = (1200, 800)
@@ -141,6 +144,17 @@ def _varies(lr: np.ndarray | None) -> bool:
 
 def _fmt(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.4g}"
+
+
+def _save_gif(fig, draw: Callable[[int], Any], frames: int, path: str, fps: int) -> None:
+    """Write the animation ``draw(0) … draw(frames - 1)`` of ``fig`` as a GIF (pillow; no ffmpeg)."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    anim = FuncAnimation(fig, draw, frames=frames, blit=False)
+    try:
+        anim.save(path, writer=PillowWriter(fps=fps), dpi=DPI)
+    except OSError as exc:
+        raise ValueError(f"cannot write --animate {path!r}: {exc.strerror}.") from None
 
 
 def _frame_indices(n: int, frames: int) -> np.ndarray:
@@ -354,8 +368,6 @@ def animate_landscape(landscape, paths: Sequence[Path], path: str, *, title: str
 
     Frames are spread over the run, denser at the start where steps are large.
     """
-    from matplotlib.animation import FuncAnimation, PillowWriter
-
     check_figure_path(path, "--animate", (".gif",))
     fig = _figure(size)
     ax = fig.add_subplot()
@@ -400,11 +412,7 @@ def animate_landscape(landscape, paths: Sequence[Path], path: str, *, title: str
         caption.set_text(f"step {int(paths[0].step[min(t, len(paths[0].step) - 1)])}")
         return [*lines, *dots, caption]
 
-    anim = FuncAnimation(fig, draw, frames=len(index), blit=False)
-    try:
-        anim.save(path, writer=PillowWriter(fps=fps), dpi=DPI)
-    except OSError as exc:
-        raise ValueError(f"cannot write --animate {path!r}: {exc.strerror}.") from None
+    _save_gif(fig, draw, len(index), path, fps)
     return len(index)
 
 
@@ -599,8 +607,6 @@ def fit_figure(target, runs: Sequence[FitRun], divergence: str, *, snapshots: Se
 def animate_fit(target, run: FitRun, divergence: str, path: str, *, title: str | None = None,
                 size: tuple[int, int] = (1000, 450), frames: int = 60, fps: int = 12, resolution: int = 70) -> int:
     """A GIF of a fit: q moving towards p (left) and the point (m, log v) moving over the KL contours (right)."""
-    from matplotlib.animation import FuncAnimation, PillowWriter
-
     from gdlab.specs import parse_distribution
 
     check_figure_path(path, "--animate", (".gif",))
@@ -647,11 +653,7 @@ def animate_fit(target, run: FitRun, divergence: str, path: str, *, title: str |
         caption.set_text(f"step {int(run.step[t])}: KL = {_fmt(kl[t])}")
         return q_line, trail, dot, caption
 
-    anim = FuncAnimation(fig, draw, frames=len(index), blit=False)
-    try:
-        anim.save(path, writer=PillowWriter(fps=fps), dpi=DPI)
-    except OSError as exc:
-        raise ValueError(f"cannot write --animate {path!r}: {exc.strerror}.") from None
+    _save_gif(fig, draw, len(index), path, fps)
     return len(index)
 
 
@@ -659,8 +661,8 @@ def animate_fit(target, run: FitRun, divergence: str, path: str, *, title: str |
 
 def train_figure(step: Sequence[float], loss: Sequence[float], epoch: Sequence[float], epoch_loss: Sequence[float], *,
                  test_loss: Sequence[float] | None = None, steps_per_epoch: float | None = None,
-                 lr: Sequence[float] | None = None, loss_name: str = "loss", title: str | None = None,
-                 size: tuple[int, int] = DEFAULT_SIZE):
+                 lr: Sequence[float] | None = None, loss_name: str = "loss", mini_batches: bool = True,
+                 title: str | None = None, size: tuple[int, int] = DEFAULT_SIZE):
     """Training curves: the loss per epoch (train, and test if given) over the mini-batch losses.
 
     Args:
@@ -670,6 +672,8 @@ def train_figure(step: Sequence[float], loss: Sequence[float], epoch: Sequence[f
       steps_per_epoch: to place steps on the epoch axis (default: len(step) / len(epoch)).
       lr: the learning rate at every step; a panel is added when it varies.
       loss_name: the loss's name for the axis label (e.g. "cross-entropy", "MSE").
+      mini_batches: draw the per-step losses (False in batch mode, where a step is an epoch and
+        the step losses are the epoch losses).
       title, size: as :func:`landscape_figure`.
 
     Example:
@@ -691,12 +695,16 @@ def train_figure(step: Sequence[float], loss: Sequence[float], epoch: Sequence[f
     ax = axes[0]
     per_epoch = steps_per_epoch or (len(step) / max(len(epoch), 1))
     x_steps = step / per_epoch
-    ax.plot(x_steps, loss, color="0.6", lw=0.6, alpha=0.7, label=f"mini-batch {loss_name} (each step)")
-    ax.plot(epoch, epoch_loss, "-o", color=COLORS[0], lw=2, ms=4, label=f"train {loss_name} (full data, per epoch)")
+    if mini_batches:
+        ax.plot(x_steps, loss, color="0.6", lw=0.6, alpha=0.7, label=f"mini-batch {loss_name} (each step)")
+    marks = len(epoch) <= 100                      # markers on a few epochs; a plain line on thousands
+    ax.plot(epoch, epoch_loss, "-o" if marks else "-", color=COLORS[0], lw=2, ms=4,
+            label=f"train {loss_name} (full data, per epoch)")
     if test_loss is not None:
-        ax.plot(epoch, np.asarray(test_loss, dtype=float), "-s", color=COLORS[1], lw=2, ms=4,
+        ax.plot(epoch, np.asarray(test_loss, dtype=float), "-s" if marks else "--", color=COLORS[1], lw=2, ms=4,
                 label=f"test {loss_name} (per epoch)")
-    values = np.concatenate([loss, epoch_loss, np.asarray(test_loss if test_loss is not None else [], dtype=float)])
+    values = np.concatenate([loss if mini_batches else [], epoch_loss,
+                             np.asarray(test_loss if test_loss is not None else [], dtype=float)])
     if np.all(values[np.isfinite(values)] > 0):
         ax.set_yscale("log")
     ax.set_ylabel(loss_name + (" (log scale)" if ax.get_yscale() == "log" else ""))
@@ -706,9 +714,76 @@ def train_figure(step: Sequence[float], loss: Sequence[float], epoch: Sequence[f
         axes[1].plot(x_steps, np.asarray(lr, dtype=float), color=COLORS[2], lw=1.4)
         axes[1].set_ylabel("learning rate")
         axes[1].grid(True, alpha=0.3)
-    axes[-1].set_xlabel("epoch")
+    axes[-1].set_xlabel("epoch (one pass over the training rows)" if mini_batches else
+                        "epoch (= step: every step uses all training rows)")
     fig.suptitle(title or f"training: {loss_name} per epoch over {len(epoch)} epochs", fontsize=12, wrap=True)
     return fig
+
+
+_LOSS_NAMES = {"mse": "MSE", "rmse": "RMSE", "cross-entropy": "cross-entropy"}
+
+
+def _train_curves(result) -> dict:
+    """The arguments of :func:`train_figure` from a :class:`gdlab.training.TrainResult`."""
+    tr = result.trace
+    mini = result.batch_size > 0
+    test = np.asarray(tr.epoch_test_loss, dtype=float)
+    return dict(step=tr.step, loss=tr.loss, epoch=tr.epoch, epoch_loss=tr.epoch_loss,
+                test_loss=test if result.n_test and np.isfinite(test).any() else None,
+                steps_per_epoch=(result.n_train // result.batch_size) if mini else 1.0, lr=tr.lr,
+                loss_name=_LOSS_NAMES.get(result.model.loss, result.model.loss), mini_batches=mini)
+
+
+def train_title(result, what: str | None = None) -> str:
+    """A title that says what ran and how it ended: ``what`` (e.g. the optimizer), the model, the
+    batches, the stop reason and the final losses."""
+    kind = {"linear": "linear", "logistic": "logistic", "softmax": "softmax"}[result.model.kind]
+    batch = "full batch" if result.batch_size == 0 else f"mini-batches of {result.batch_size}"
+    penalty = f", λ = {result.l2:.3g}" if result.l2 else ""
+    test = f", test {_fmt(result.test_loss)}" if result.n_test else ""
+    head = f"{what}: " if what else ""
+    return (f"{head}{kind} regression ({result.model.loss}{penalty}), {batch}: {result.stop_reason} after "
+            f"{result.steps:,} steps ({result.epochs:,} epochs); train loss {_fmt(result.loss)}{test}")
+
+
+def train_result_figure(result, *, title: str | None = None, size: tuple[int, int] = DEFAULT_SIZE):
+    """:func:`train_figure` of a :func:`gdlab.train` result: train (and test) loss per epoch, the
+    mini-batch loss of every step behind them (mini-batch runs), the learning rate when it varies.
+
+    Example:
+      >>> import gdlab
+      >>> res = gdlab.train("iris", "softmax", batch_size=16, epochs=3)
+      >>> [ax.get_xlabel() for ax in train_result_figure(res, size=(400, 300)).axes]
+      ['epoch (one pass over the training rows)']
+    """
+    return train_figure(**_train_curves(result), title=title or train_title(result), size=size)
+
+
+def animate_train(result, path: str, *, title: str | None = None, size: tuple[int, int] = (900, 600),
+                  frames: int = 60, fps: int = 12) -> int:
+    """A GIF of :func:`train_result_figure` growing: every curve drawn up to the frame's step
+    (axes fixed to the whole run). Returns the number of frames.
+    """
+    check_figure_path(path, "--animate", (".gif",))
+    curves = _train_curves(result)
+    fig = train_figure(**curves, title=title or train_title(result), size=size)
+    lines = [(line, *(np.asarray(v, dtype=float) for v in line.get_data()))
+             for ax in fig.axes for line in ax.get_lines()]
+    step = np.asarray(curves["step"], dtype=float)
+    index = _frame_indices(len(step), frames)
+    caption = fig.axes[0].set_title("", fontsize=10)
+
+    def draw(k):
+        t = index[k]
+        upto = step[t] / curves["steps_per_epoch"]
+        for line, x, y in lines:
+            keep = x <= upto + 1e-12
+            line.set_data(x[keep], y[keep])
+        caption.set_text(f"epoch {upto:.3g} (step {int(step[t]):,})")
+        return [line for line, _, _ in lines] + [caption]
+
+    _save_gif(fig, draw, len(index), path, fps)
+    return len(index)
 
 
 # ------------------------------------------------------------------------------ sweeps

@@ -187,6 +187,13 @@ def check_options(*, lr, momentum, damping, decay, alpha, period_mult, l2, C, to
 @click.option("--json", "json_out", default=None, metavar="PATH|-",
               help="Write the result and its trace as JSON to PATH, or to stdout with '-' (stdout then holds the "
               "JSON alone).")
+@click.option("--plot", "plot_path", default=None, metavar="PATH",
+              help="Draw train and test loss per epoch with the mini-batch loss of every step behind them (and the "
+              "learning rate when a schedule varies it) to PATH: .png, .svg or .pdf.")
+@click.option("--animate", "animate_path", default=None, metavar="PATH.gif",
+              help="Write the same picture growing step by step as a GIF (pillow; no ffmpeg needed).")
+@click.option("--plot-size", default="1200x800", show_default=True, metavar="WxH",
+              help="Size of --plot and --animate in pixels.")
 @click.option("--save-weights", default=None, metavar="PATH",
               help="Write the trained weights, bias, feature names, classes and standardisation to PATH as JSON.")
 def train_command(data: str, target: Optional[str], features: Optional[str], model: str, loss: Optional[str],
@@ -196,6 +203,7 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
                   max_steps: Optional[int], test_size: float, standardize: bool, init: str, seed: int,
                   l2: Optional[float], C: Optional[float], tol: float, patience: int, grad_tol: float,
                   stream: Optional[bool], memory_limit: int, shuffle_buffer: Optional[int], json_out: Optional[str],
+                  plot_path: Optional[str], animate_path: Optional[str], plot_size: str,
                   save_weights: Optional[str]) -> None:
     """Train a linear, logistic or softmax regression by gradient descent: batch or mini-batch.
 
@@ -212,6 +220,8 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
       gdlab train --data diabetes --model linear --optimizer gd --lr 0.1 --test-size 0
       gdlab train --data digits --model softmax --optimizer adam --lr 0.01 --batch-size 64 --json -
       gdlab train --data big.parquet --target label --model logistic --batch-size 1024 --epochs 3
+      gdlab train --data breast_cancer --model logistic --optimizer momentum --batch-size 32 --epochs 10 \\
+                  --plot train.png --animate train.gif
     """
     from gdlab import schedules, training  # here, not at the top: `gdlab --help` must not load JAX
 
@@ -225,6 +235,7 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
             check_json_path(path)
         except UserError as exc:
             raise UserError(str(exc).replace("--json", option)) from None
+    size = _check_pictures(plot_path, animate_path, plot_size)
     rate0 = training.DEFAULT_LR[optimizer] if lr is None else lr
     # the schedule is checked now; a cosine without --decay-steps spans the run, known once the data are read
     schedules.make_schedule(schedule, rate0, decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
@@ -254,10 +265,41 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
     emit_json(train_json(result, settings), json_out)
     if save_weights is not None:
         emit_json(weights_json(result), save_weights)
+    _draw(result, settings, plot_path, animate_path, size)
     if json_out == "-":
         err.print(result.message, highlight=False, soft_wrap=True)
     else:
         print_table(Console(), result, settings)
+
+
+def _check_pictures(plot_path: Optional[str], animate_path: Optional[str], plot_size: str) -> tuple[int, int]:
+    """Refuse, before any work, a picture path or size that cannot be written."""
+    from gdlab import plots
+
+    size = plots.parse_size(plot_size)
+    if plot_path is not None:
+        plots.check_figure_path(plot_path)
+    if animate_path is not None:
+        plots.check_figure_path(animate_path, "--animate", (".gif",))
+    return size
+
+
+def _draw(result, settings: dict, plot_path: Optional[str], animate_path: Optional[str], size) -> None:
+    """--plot and --animate, titled with the optimizer, the model and how the run ended."""
+    if plot_path is None and animate_path is None:
+        return
+    from gdlab import plots
+
+    what = f"{settings['optimizer']}, lr {settings['lr']:g}"
+    if settings["optimizer"] in ("momentum", "nesterov"):
+        what += f", momentum {0.9 if settings['momentum'] is None else settings['momentum']:g}"
+    if settings["schedule"] != "constant":
+        what += f", {settings['schedule']}"
+    title = plots.train_title(result, what)
+    if plot_path is not None:
+        plots.save_figure(plots.train_result_figure(result, title=title, size=size), plot_path)
+    if animate_path is not None:
+        plots.animate_train(result, animate_path, title=title, size=size)
 
 
 def _penalty_text(result) -> str:
