@@ -149,3 +149,33 @@ def test_csv_download_has_one_row_per_step(page, explorer_url):
     with page.expect_download() as png:
         page.click("#save-png")
     assert open(png.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_url_replays_a_mid_run_direction_switch(page, explorer_url):
+    """A run switched from KL(q,p) to KL(p,q) mid-run: the URL records the step of the switch
+    (switches=reverse@0,forward@N) and the reloaded page replays it to the same readouts."""
+    open_page(page, explorer_url)
+    page.select_option("#preset", "bimodal")
+    page.select_option("#speed", "200")
+    page.click("#btn-reverse")
+    page.wait_for_function("Number(document.getElementById('step-count').textContent) >= 30", timeout=60_000)
+    page.click("#btn-forward")                                  # mid-run
+    page.wait_for_function("new URLSearchParams(location.search).has('switches')", timeout=30_000)
+    page.select_option("#speed", FAST)
+    switches = page.evaluate("new URLSearchParams(location.search).get('switches')")
+    first, second = switches.split(",")
+    switch_step = int(second.split("@")[1])
+    assert first == "reverse@0" and second.startswith("forward@") and switch_step >= 30
+    page.wait_for_function(f"!document.getElementById('banner').hidden && "
+                           f"Number(document.getElementById('step-count').textContent) > {switch_step}", timeout=60_000)
+    before = {k: page.inner_text(f"#{k}") for k in ("kl-forward", "kl-reverse", "mean", "var", "step-count")}
+    assert abs(float(before["mean"])) < 0.01                     # forward KL: the mixture mean
+    page.reload()
+    page.wait_for_function(f"!document.getElementById('banner').hidden && "
+                           f"document.getElementById('step-count').textContent === '{before['step-count']}'",
+                           timeout=60_000)
+    after = {k: page.inner_text(f"#{k}") for k in before}
+    assert after == before
+    assert page.get_attribute("#btn-forward", "aria-pressed") == "true"
+    assert page.evaluate("new URLSearchParams(location.search).get('switches')") == switches
+    assert page.console_errors == []

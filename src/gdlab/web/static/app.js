@@ -371,7 +371,10 @@ function onMessage(lane, msg) {
     case "updated": {
       const sent = lane.updates.shift();
       if (sent && sent.divergence && sent.epoch === lane.epoch) {
-        lane.switches = lane.switches.filter((s) => s.step <= msg.step);   // the server dropped later replays
+        // the server dropped the replays still to come; a later switch at the same step leaves the
+        // run as that switch alone would (the stopping window restarts at the same q), so it replaces it
+        // (at step 0 it is the direction the run starts in)
+        lane.switches = lane.switches.filter((s) => s.step < msg.step);
         lane.switches.push({ step: msg.step, divergence: sent.divergence });
         lane.replayLeft = [];
         writeUrl();
@@ -788,33 +791,41 @@ function handleAt(gd, pt) {
 
 function clamp(x, lo, hi) { return Math.min(hi, Math.max(lo, x)); }
 
+let lastPress = null;
+
 function wireDragging() {
   for (const id of ["plot-density", "plot-landscape"]) {
     const gd = $(id);
     gd.addEventListener("pointerdown", (ev) => {
-      if (ev.button !== 0 || !state.target || !state.landscape) return;
+      if (!state.target || !state.landscape) return;
       const pt = plotPoint(gd, ev);
       const h = pt && handleAt(gd, pt);
-      if (!h) return;
+      if (ev.button === 2) {                         // right-click on a mode of p removes it
+        if (id === "plot-density" && h && h.kind === "mode") { ev.preventDefault(); ev.stopPropagation(); removeMode(h.k); }
+        return;
+      }
+      if (ev.button !== 0) return;
+      if (!h) {
+        // a double-click on the density plot adds a mode of p there (plotly covers the page while a
+        // button is down, so the browser's dblclick does not reach the plot: time the presses here)
+        const inside = pt && pt.px >= 0 && pt.py >= 0 && pt.px <= pt.xa._length && pt.py <= pt.ya._length;
+        const last = lastPress;
+        lastPress = { t: ev.timeStamp, x: ev.clientX, y: ev.clientY };
+        if (id === "plot-density" && inside && last && ev.timeStamp - last.t < 450 &&
+            Math.hypot(ev.clientX - last.x, ev.clientY - last.y) < 6) {
+          lastPress = null;
+          ev.preventDefault(); ev.stopPropagation();
+          addMode(Number(pt.x.toPrecision(3)));
+        }
+        return;
+      }
       ev.preventDefault(); ev.stopPropagation();
       const c = qNow(main);
       state.edit = { gd, handle: h, yrange: id === "plot-density" ? pt.ya.range.slice() : null,
         start: h.kind === "q" ? { mean: c.mean, var: c.var } : null, moved: false };
       gd.classList.add("dragging");
     }, true);
-    gd.addEventListener("contextmenu", (ev) => {       // right-click on a mode of p removes it
-      if (id !== "plot-density" || !state.target) return;
-      const pt = plotPoint(gd, ev), h = pt && handleAt(gd, pt);
-      if (h && h.kind === "mode") { ev.preventDefault(); removeMode(h.k); }
-    });
-    if (id === "plot-density") {
-      gd.addEventListener("dblclick", (ev) => {        // double-click adds a mode of p there
-        const pt = plotPoint(gd, ev);
-        if (!pt || !state.target || pt.px < 0 || pt.py < 0 || pt.px > pt.xa._length || pt.py > pt.ya._length) return;
-        ev.preventDefault(); ev.stopPropagation();
-        addMode(Number(pt.x.toPrecision(3)));
-      }, true);
-    }
+    if (id === "plot-density") gd.addEventListener("contextmenu", (ev) => ev.preventDefault());   // right-click edits p
   }
   window.addEventListener("pointermove", (ev) => {
     const e = state.edit;
