@@ -20,8 +20,8 @@ import pytest
 
 from gdlab import engine, fit, optim, schedules, stopping
 from gdlab.landscapes import minimize
-from gdlab.sweep import (GridAxis, ScaledSchedule, _batched_chunk, grid_cells, parse_grid, run_batch, sweep_fit,
-                         sweep_landscape, write_table)
+from gdlab.sweep import (GridAxis, ScaledSchedule, _batched_chunk, _batched_final, grid_cells, parse_grid, run_batch,
+                         sweep_fit, sweep_landscape, write_table)
 
 jax.config.update("jax_enable_x64", True)
 
@@ -116,14 +116,38 @@ def test_run_batch_traces_and_reach_match_single_runs():
         assert res.first_reach[i] == int(np.argmax(one.trace.loss <= 1e-6))
 
 
-def test_run_batch_compiles_once_for_any_number_of_lanes_refills_and_learning_rates():
-    _batched_chunk.cache_clear()
+@pytest.mark.parametrize("keep_traces", [True, False])
+def test_run_batch_compiles_once_for_any_number_of_lanes_refills_and_learning_rates(keep_traces):
+    cache = _batched_chunk if keep_traces else _batched_final
+    cache.cache_clear()
     objective, opt, crit = quad_objective(), optim.gd(0.1), stopping.StopCriteria(max_steps=50)
-    run_batch(objective, opt, np.random.default_rng(0).normal(size=(7, 2)), crit,
+    run_batch(objective, opt, np.random.default_rng(0).normal(size=(7, 2)), crit, keep_traces=keep_traces,
               hyperparams={"learning_rate": np.linspace(0.01, 0.15, 7)}, lanes=3, chunk_size=16)
-    assert _batched_chunk.cache_info().misses == 1
-    program = _batched_chunk(objective.loss, None, None, None, opt, crit, 16, True)
+    assert cache.cache_info().misses == 1
+    if keep_traces:
+        program = _batched_chunk(objective.loss, objective.metrics, None, None, opt, crit, 16, True)
+    else:
+        program = _batched_final(objective.loss, None, None, opt, crit, 16, True)
     assert program._cache_size() == 1          # 3 lanes refilled as runs stop, many chunks: one compilation
+
+
+def test_run_batch_without_traces_equals_the_traced_runs():
+    """The record-nothing program (engine.final_program) and the chunk program with rows agree on
+    every outcome, lanes refilled in between, the first step reaching a level included."""
+    objective, opt = quad_objective(), optim.momentum(0.1, 0.5)
+    crit = stopping.StopCriteria(max_steps=300)
+    starts = np.random.default_rng(1).normal(size=(9, 2))
+    common = dict(hyperparams={"learning_rate": np.linspace(-0.05, 0.9, 9)}, lanes=4, chunk_size=32, reach=1e-6)
+    traced = run_batch(objective, opt, starts, crit, keep_traces=True, **common)
+    final = run_batch(objective, opt, starts, crit, **common)
+    assert final.stop_reason == traced.stop_reason and len(set(final.stop_reason)) >= 2
+    np.testing.assert_array_equal(final.steps, traced.steps)
+    np.testing.assert_array_equal(final.first_reach, traced.first_reach)
+    np.testing.assert_array_equal(final.params, traced.params)
+    np.testing.assert_array_equal(final.loss, traced.loss)
+    for trace, first in zip(traced.traces, final.first_reach):   # the reach column, from the rows themselves
+        hit = np.nonzero(trace.loss <= 1e-6)[0]
+        assert first == (trace.step[hit[0]] if hit.size else -1)
 
 
 # ------------------------------------------------------------------------------ sweeps of fits

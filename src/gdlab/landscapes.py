@@ -406,14 +406,19 @@ def random_starts(box: Sequence[Sequence[float]], n: int, seed: int = 0) -> np.n
     return np.random.default_rng(seed).uniform(lo, hi, size=(n, lo.size))
 
 
-def minima_found(points: np.ndarray, minima: Sequence[Minimum], tol: float = FOUND_TOL) -> tuple[int, int]:
-    """(how many of ``points`` lie within tol of some minimum, how many minima have such a point)."""
+def near_minima(points: np.ndarray, minima: Sequence[Minimum], tol: float = FOUND_TOL) -> np.ndarray:
+    """(N, M) booleans: point i lies within ``tol`` (Euclidean) of minimum j."""
     points = np.atleast_2d(np.asarray(points, dtype=float))
     if not minima:
-        return 0, 0
+        return np.zeros((len(points), 0), dtype=bool)
     centres = np.asarray([m.x for m in minima], dtype=float)
-    dist = np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=-1)   # (N, M)
-    close = np.isfinite(dist) & (dist <= tol)
+    dist = np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=-1)
+    return np.isfinite(dist) & (dist <= tol)
+
+
+def minima_found(points: np.ndarray, minima: Sequence[Minimum], tol: float = FOUND_TOL) -> tuple[int, int]:
+    """(how many of ``points`` lie within tol of some minimum, how many minima have such a point)."""
+    close = near_minima(points, minima, tol)
     return int(close.any(axis=1).sum()), int(close.any(axis=0).sum())
 
 

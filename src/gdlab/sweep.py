@@ -57,6 +57,9 @@ ROW_BUDGET = 2 ** 20              # cells × steps per chunk kept in memory at o
 VMAP_LANES = 32                   # runs computed at once under vmap (the others queue for a lane)
 VMAP_CHUNK = 64                   # steps per chunk under vmap
 MAP_LANES = 4096                  # runs per compiled lax.map call
+FINAL_LANES = 16384               # runs at once under vmap when no trace is kept and steps are cheap
+CHEAP_STEP_FLOPS = 2000           # a loss and gradient under this many flops counts as cheap
+FINAL_CHUNK = 256                 # steps per chunk without traces
 OPTIMIZER_HYPERPARAMS = {"lr": "learning_rate", "momentum": "momentum", "damping": "damping",
                          "trust_region": "trust_region"}
 SCHEDULE_OPTIONS = {"exponential": ("decay", "decay_steps"), "step": ("decay", "decay_steps"),
@@ -294,6 +297,39 @@ def _batched_chunk(loss, metrics, fisher, in_domain, optimizer, criteria, length
     return jax.jit(lambda carry, data: jax.lax.map(lambda c: program(c, data), carry))
 
 
+def _step_flops(loss, theta, data) -> float:
+    """XLA's flop count of one loss-and-gradient evaluation (from the lowered program, not compiled);
+    ``inf`` when XLA does not say."""
+    import jax
+
+    key = (loss, np.shape(theta), np.asarray(theta).dtype.str)
+    if key not in _STEP_FLOPS:
+        if len(_STEP_FLOPS) >= 256:      # bounded: the keys hold loss functions alive
+            _STEP_FLOPS.clear()
+        try:
+            cost = jax.jit(jax.value_and_grad(loss)).lower(theta, data).cost_analysis() or {}
+            _STEP_FLOPS[key] = float(cost.get("flops", np.inf))
+        except Exception:                # a cost analysis is advice: never fail a sweep over it
+            _STEP_FLOPS[key] = np.inf
+    return _STEP_FLOPS[key]
+
+
+_STEP_FLOPS: dict = {}
+
+
+@lru_cache(maxsize=32)
+def _batched_final(loss, fisher, in_domain, optimizer, criteria, length, vectorize):
+    import jax
+
+    from gdlab import engine
+
+    program = engine.final_program(loss, fisher, in_domain, optimizer, criteria, length)
+    if vectorize:
+        return jax.jit(jax.vmap(program, in_axes=(0, None, 0, None)))
+    return jax.jit(lambda carry, data, outcome, reach: jax.lax.map(lambda co: program(co[0], data, co[1], reach),
+                                                                   (carry, outcome)))
+
+
 @lru_cache(maxsize=32)
 def _batched_init(optimizer, criteria):
     import jax
@@ -347,10 +383,13 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
       init_params: (N, P) start points θ₀, one per run.
       criteria: :class:`gdlab.stopping.StopCriteria`, the same for every run.
       hyperparams: per-run injected hyperparameters, name → (N,) values (see :func:`with_hyperparams`).
-      chunk_size: steps per compiled chunk (default: 64 under vmap, min(1024, 2²⁰ / lanes) with
-        ``vectorize=False``).
-      lanes: runs computed at once, the batch of the compiled program (default: 32 under vmap,
-        4096 with ``vectorize=False``). The other runs wait in a queue and each takes the lane of
+      chunk_size: steps per compiled chunk (default: 64 under vmap with traces, 256 without,
+        min(1024, 2²⁰ / lanes) with ``vectorize=False``).
+      lanes: runs computed at once, the batch of the compiled program (default under vmap: 32
+        with traces, 1024 without; 4096 with ``vectorize=False``). Without ``keep_traces`` the
+        program records no rows (:func:`gdlab.engine.final_program`), so a batched while loop's
+        per-step select costs a few numbers per lane and lanes and chunks can be long. The
+        other runs wait in a queue and each takes the lane of
         a run that stopped, between chunks, so lanes do not idle in lockstep while the slowest
         run finishes; one compiled program serves every run.
       keep_traces: return every run's trace (the rows the engine records).
@@ -392,16 +431,32 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
     n = init_params.shape[0]
     hyperparams = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in (hyperparams or {}).items()}
     if lanes is None:
-        lanes = VMAP_LANES if vectorize else MAP_LANES
+        if not vectorize:
+            lanes = MAP_LANES
+        elif keep_traces or _step_flops(objective.loss, init_params[0], objective.data) > CHEAP_STEP_FLOPS:
+            lanes = VMAP_LANES
+        else:
+            # cheap steps: the width of the vectorised arithmetic pays, idle lanes cost little
+            # (benchmarks/bench_grid.py: 10⁴ Rosenbrock cells 0.42 s in lanes of 1,024, 0.30 s in one);
+            # costly steps (a quadrature) gain more from refilling the lanes of early stops
+            lanes = FINAL_LANES
     width = max(1, min(int(lanes), n))
     if chunk_size is None:
         # vmap: a batched while loop selects its whole state, trace buffers included, at every
-        # step, so its chunks are short; lax.map: each run's loop ends at its stop, buffers cost
-        # nothing per step, so chunks are long (bounded by the memory of the rows)
-        chunk_size = VMAP_CHUNK if vectorize else max(16, min(1024, ROW_BUDGET // width))
+        # step, so chunks with traces are short; lax.map: each run's loop ends at its stop, buffers
+        # cost nothing per step, so chunks are long (bounded by the memory of the rows)
+        if vectorize:
+            chunk_size = VMAP_CHUNK if keep_traces else FINAL_CHUNK
+        else:
+            chunk_size = max(16, min(1024, ROW_BUDGET // width))
     length = max(1, min(int(chunk_size), criteria.max_steps + 1))
-    program = _batched_chunk(objective.loss, None if not keep_traces else objective.metrics, objective.fisher,
-                             objective.in_domain, optimizer, criteria, length, bool(vectorize))
+    if keep_traces:
+        program = _batched_chunk(objective.loss, objective.metrics, objective.fisher, objective.in_domain, optimizer,
+                                 criteria, length, bool(vectorize))
+    else:
+        program = _batched_final(objective.loss, objective.fisher, objective.in_domain, optimizer, criteria, length,
+                                 bool(vectorize))
+        level = jnp.asarray(np.inf if reach is None else reach)
 
     # every run's starting state, its own hyperparameters set in its optimizer state
     queue = _batched_init(optimizer, criteria)(jnp.asarray(init_params))
@@ -420,23 +475,30 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
     waiting = width                             # the next run to start when a lane frees up
     finished = 0
     carry = _take(queue, lane_run)
+    fresh_outcome = jax.vmap(lambda _: engine.outcome_init(init_params.dtype))(jnp.arange(width))
+    outcome = fresh_outcome
     while busy.any():
-        carry, rows = program(carry, objective.data)
-        rows = jax.device_get(rows)
-        valid = np.asarray(rows["valid"]) & busy[:, None]
-        losses = np.asarray(rows["loss"])
-        seen = valid.any(axis=1)
-        last = valid.shape[1] - 1 - np.argmax(valid[:, ::-1], axis=1)
-        loss_out[lane_run[seen]] = losses[seen, last[seen]]
-        if reach is not None:
-            hit = valid & (losses <= reach)
-            first = np.asarray(rows["step"])[np.arange(width), np.argmax(hit, axis=1)]
-            new = hit.any(axis=1) & (reach_out[lane_run] < 0)
-            reach_out[lane_run[new]] = first[new]
         if keep_traces:
+            carry, rows = program(carry, objective.data)
+            rows = jax.device_get(rows)
+            valid = np.asarray(rows["valid"]) & busy[:, None]
+            losses = np.asarray(rows["loss"])
+            seen = valid.any(axis=1)
+            last = valid.shape[1] - 1 - np.argmax(valid[:, ::-1], axis=1)
+            loss_out[lane_run[seen]] = losses[seen, last[seen]]
+            if reach is not None:
+                hit = valid & (losses <= reach)
+                first = np.asarray(rows["step"])[np.arange(width), np.argmax(hit, axis=1)]
+                new = hit.any(axis=1) & (reach_out[lane_run] < 0)
+                reach_out[lane_run[new]] = first[new]
             for lane in np.nonzero(seen)[0]:
                 pieces[lane_run[lane]].append({k: np.asarray(v[lane])[valid[lane]] for k, v in rows.items()
                                                if k != "valid"})
+        else:
+            carry, outcome = program(carry, objective.data, outcome, level)
+            last_loss, first_reach = (np.asarray(a) for a in jax.device_get(outcome))
+            loss_out[lane_run[busy]] = last_loss[busy]
+            reach_out[lane_run[busy]] = first_reach[busy]
         reasons = np.asarray(carry.reason)
         done = np.nonzero(busy & (reasons != stopping.RUNNING))[0]
         if done.size:
@@ -453,6 +515,8 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
                 source, take = np.zeros(width, dtype=np.int32), np.zeros(width, dtype=bool)
                 source[refill], take[refill] = fresh, True
                 carry = _refill(carry, queue, jnp.asarray(source), jnp.asarray(take))
+                if not keep_traces:         # a lane's new run starts with nothing seen
+                    outcome = _refill(outcome, fresh_outcome, jnp.arange(width, dtype=jnp.int32), jnp.asarray(take))
                 lane_run[refill] = fresh
             busy[done[refill.size:]] = False
         if callback is not None:
@@ -556,6 +620,16 @@ class _Plan(NamedTuple):
     shapes: int
 
 
+@lru_cache(maxsize=32)
+def _constant_rate_optimizer(name: str, momentum, damping, trust_region):
+    """The optimizer of a constant-rate sweep, shared by every sweep of its kind: the rate it is built
+    with is a placeholder (each cell's η is an injected hyperparameter set in the state), so a
+    second sweep reuses the compiled program of the first."""
+    from gdlab import optim
+
+    return optim.by_name(name, 1.0, momentum, damping=damping, trust_region=trust_region)
+
+
 def _plan(optimizer: str, schedule: str, cells: dict[str, np.ndarray], n: int, *, lr: float, momentum, damping,
           trust_region, schedule_options: dict, max_steps: int, make: Callable | None = None) -> _Plan:
     """The one optimizer of the sweep and each cell's hyperparameters (validated value by value).
@@ -590,6 +664,9 @@ def _plan(optimizer: str, schedule: str, cells: dict[str, np.ndarray], n: int, *
 
     option_names = SCHEDULE_OPTIONS[schedule]
     if schedule == "constant":
+        if make is None:   # every cell's rate is written into the state: one optimizer object, one compilation
+            return _Plan(_constant_rate_optimizer(optimizer, base["momentum"], base["damping"], base["trust_region"]),
+                         hyper, 1)
         return _Plan(build(float(lrs[0])), hyper, 1)
     combos = np.stack([np.asarray(cells[o], dtype=float) if o in cells
                        else np.full(n, np.nan if schedule_options.get(o) is None else float(schedule_options[o]))
@@ -852,10 +929,9 @@ def sweep_landscape(function: Any, init: Any = None, optimizer: str = "gd", grid
     for i, name in enumerate(("x", "y")[: landscape.dim]):
         columns[name] = _finite_or_none(batch.params[:, i])
     if landscape.global_minima:
-        from gdlab.landscapes import minima_found
+        from gdlab.landscapes import near_minima
 
-        columns["at_global_minimum"] = [bool(minima_found(p[None], landscape.global_minima)[0])
-                                        for p in batch.params]
+        columns["at_global_minimum"] = near_minima(batch.params, landscape.global_minima).any(axis=1).tolist()
     settings = dict(function=landscape.name, init=base.tolist(), optimizer=optimizer, lr=lr, momentum=momentum,
                     schedule=schedule, max_steps=max_steps, tol=tol, patience=patience, grad_tol=grad_tol,
                     reach=reach, compiled_programs=1, schedule_shapes=plan.shapes, vectorize=bool(vectorize),
