@@ -82,9 +82,7 @@ class LandscapeConfig(_Strict):
     @field_validator("lr", "momentum", "decay", "alpha", "period_mult", "tol", "grad_tol", "found_tol")
     @classmethod
     def _finite(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+        return protocol.finite(v)
 
     @field_validator("init", "box")
     @classmethod
@@ -99,12 +97,7 @@ class LandscapeConfig(_Strict):
         if self.optimizer not in MOMENTUM_OPTIMIZERS and self.momentum not in (None, 0.0):
             raise ValueError(f"momentum applies to the momentum and nesterov optimizers, not {self.optimizer!r}; "
                              f"set it to 0 or choose one of those")
-        if self.schedule not in ("exponential", "step") and self.decay is not None:
-            raise ValueError(f"decay applies to the exponential and step schedules, not {self.schedule!r}")
-        if self.schedule not in ("exponential", "step", "cosine") and self.decay_steps is not None:
-            raise ValueError(f"decay_steps applies to the exponential, step and cosine schedules, not {self.schedule!r}")
-        if self.schedule != "warm-restarts" and (self.period is not None or self.period_mult != 1.0):
-            raise ValueError(f"period and period_mult apply to the warm-restarts schedule, not {self.schedule!r}")
+        protocol.check_schedule_options(self.schedule, self.decay, self.decay_steps, self.period, self.period_mult)
         return self
 
 
@@ -132,9 +125,7 @@ class Update(_Strict):
     @field_validator("lr", "momentum", "decay", "alpha", "period_mult")
     @classmethod
     def _finite(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+        return protocol.finite(v)
 
 
 Message = Union[Start, protocol.Pause, protocol.Resume, protocol.Step, protocol.Reset, Update]

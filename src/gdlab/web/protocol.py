@@ -49,6 +49,24 @@ MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "natural")
 WEB_PARAMS = tuple(p for p in PARAMS_1D if p != "expectation")   # the four the page offers, plus natural
 
 
+def finite(v: Optional[float]) -> Optional[float]:
+    """A field check shared by every tab's config: None or a finite number."""
+    if v is not None and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+def check_schedule_options(schedule: str, decay: Optional[float], decay_steps: Optional[int],
+                           period: Optional[int], period_mult: float) -> None:
+    """As on the CLI, a schedule option that does not apply is refused rather than silently ignored."""
+    if schedule not in ("exponential", "step") and decay is not None:
+        raise ValueError(f"decay applies to the exponential and step schedules, not {schedule!r}")
+    if schedule not in ("exponential", "step", "cosine") and decay_steps is not None:
+        raise ValueError(f"decay_steps applies to the exponential, step and cosine schedules, not {schedule!r}")
+    if schedule != "warm-restarts" and (period is not None or period_mult != 1.0):
+        raise ValueError(f"period and period_mult apply to the warm-restarts schedule, not {schedule!r}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -91,9 +109,7 @@ class RunConfig(_Strict):
     @field_validator("lr", "momentum", "decay", "alpha", "period_mult", "tol")
     @classmethod
     def _finite(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+        return finite(v)
 
     @model_validator(mode="after")
     def _options_apply(self) -> "RunConfig":
@@ -101,10 +117,7 @@ class RunConfig(_Strict):
         if self.optimizer not in MOMENTUM_OPTIMIZERS and self.momentum not in (None, 0.0):
             raise ValueError(f"momentum applies to the {', '.join(MOMENTUM_OPTIMIZERS)} optimizers, "
                              f"not {self.optimizer!r}; set it to 0 or choose one of those")
-        if self.schedule not in ("exponential", "step") and self.decay is not None:
-            raise ValueError(f"decay applies to the exponential and step schedules, not {self.schedule!r}")
-        if self.schedule != "warm-restarts" and (self.period is not None or self.period_mult != 1.0):
-            raise ValueError(f"period and period_mult apply to the warm-restarts schedule, not {self.schedule!r}")
+        check_schedule_options(self.schedule, self.decay, self.decay_steps, self.period, self.period_mult)
         steps = [s.step for s in self.switches]
         if steps != sorted(steps):
             raise ValueError(f"switches must be in order of step, got steps {steps[:10]}")
@@ -153,9 +166,7 @@ class Update(_Strict):
     @field_validator("lr", "momentum", "decay", "alpha", "period_mult")
     @classmethod
     def _finite(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+        return finite(v)
 
 
 Message = Union[Start, Pause, Resume, Step, Reset, Update]

@@ -95,9 +95,7 @@ class TrainConfig(_Strict):
                      "C", "tol", "grad_tol")
     @classmethod
     def _finite(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+        return protocol.finite(v)
 
     @model_validator(mode="after")
     def _options_apply(self) -> "TrainConfig":
@@ -109,10 +107,7 @@ class TrainConfig(_Strict):
             raise ValueError(f"damping applies to the natural and natural-diag optimizers, not {self.optimizer!r}")
         if self.l2 is not None and self.C is not None:
             raise ValueError("l2 and C are two ways to give the penalty (l2 = 1/(C·n)); give one of them")
-        if self.schedule not in ("exponential", "step") and self.decay is not None:
-            raise ValueError(f"decay applies to the exponential and step schedules, not {self.schedule!r}")
-        if self.schedule != "warm-restarts" and (self.period is not None or self.period_mult != 1.0):
-            raise ValueError(f"period and period_mult apply to the warm-restarts schedule, not {self.schedule!r}")
+        protocol.check_schedule_options(self.schedule, self.decay, self.decay_steps, self.period, self.period_mult)
         if self.data in TOY_DATASETS and self.model != "logistic":
             raise ValueError(f"model {self.model!r} does not fit the toy data {self.data!r} (two classes, 0/1 "
                              f"labels): use logistic")
@@ -142,9 +137,7 @@ class Update(_Strict):
     @field_validator("lr", "momentum", "damping")
     @classmethod
     def _finite(cls, v: Optional[float]) -> Optional[float]:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+        return protocol.finite(v)
 
 
 MESSAGES = {"start": Start, "pause": protocol.Pause, "resume": protocol.Resume, "step": protocol.Step,

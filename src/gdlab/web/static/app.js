@@ -31,7 +31,6 @@ const STRUCTURAL = ["target", "init", "optimizer", "param"];
 const LANE_COLOURS = ["#2b6cb0", "#d53f8c", "#b7791f"];
 const MAX_LANES = 3;
 
-const $ = (id) => document.getElementById(id);
 const state = {
   playing: false, divergence: "forward", target: null, landscape: null, start: null,
   wantPlay: false, dirty: false, refused: false,
@@ -523,22 +522,10 @@ function wire() {
   $("mode-add").addEventListener("click", () => addMode());
   $("start-reset").addEventListener("click", resetStart);
   wireDragging();
-  document.addEventListener("keydown", (ev) => {
-    const tag = (ev.target && ev.target.tagName) || "";
-    if (["INPUT", "SELECT", "TEXTAREA"].includes(tag)) return;   // typing in a field is not a command
-    if (ev.key === " " && tag !== "BUTTON") { ev.preventDefault(); togglePlay(); }
-    else if (ev.key === "ArrowRight") { ev.preventDefault(); singleStep(); }
-  });
+  wireKeys(togglePlay, singleStep);
 }
 
 // ---------- display ----------
-
-function fmt(x, digits = 4) {
-  if (x === null || x === undefined) return "NaN";
-  if (x !== 0 && Math.abs(x) < 1e-3) return x.toExponential(2);
-  if (Math.abs(x) >= 1e6) return x.toExponential(3);
-  return x.toFixed(digits);
-}
 
 function showReadouts(f) {
   $("kl-forward").textContent = fmt(f.kl_forward);
@@ -865,11 +852,6 @@ function wireDragging() {
 
 // ---------- downloads ----------
 
-function download(name, url) {
-  const a = document.createElement("a");
-  a.href = url; a.download = name; document.body.appendChild(a); a.click(); a.remove();
-}
-
 function downloadCsv() {
   const rows = main.trace.filter(Boolean);
   const nParams = rows.length ? rows[0].params.length : 2;
@@ -880,24 +862,15 @@ function downloadCsv() {
   for (const r of rows) {
     lines.push([r.step, ...r.params, r.mean, r.var, r.kl_forward, r.kl_reverse, r.loss, r.lr, r.grad].map(cell).join(","));
   }
-  download("gdlab-trace.csv", URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" })));
+  downloadCsvLines("gdlab-trace.csv", lines);
 }
 
 // The four views side by side in one PNG.
-async function savePng() {
-  const ids = ["plot-density", "plot-landscape", "plot-kl", "plot-lr"];
+function savePng() {
   const w = 640, h = 400;
-  const canvas = document.createElement("canvas");
-  canvas.width = 2 * w; canvas.height = 2 * h;
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
-  for (let i = 0; i < ids.length; i++) {
-    const url = await Plotly.toImage(ids[i], { format: "png", width: w, height: h });
-    const img = new Image();
-    await new Promise((ok) => { img.onload = ok; img.src = url; });
-    ctx.drawImage(img, (i % 2) * w, Math.floor(i / 2) * h);
-  }
-  download("gdlab-explorer.png", canvas.toDataURL("image/png"));
+  const ids = ["plot-density", "plot-landscape", "plot-kl", "plot-lr"];
+  return downloadPlotsPng("gdlab-explorer.png", ids.map((id, i) => [id, (i % 2) * w, Math.floor(i / 2) * h, w, h]),
+    2 * w, 2 * h);
 }
 
 // ---------- start ----------

@@ -14,7 +14,6 @@ const MAX_RUNS = 512;
 // Fields sent to a running run as `update`; any other change needs a new run.
 const LIVE = ["lr", "momentum", "schedule", "decay", "period", "period_mult", "speed"];
 
-const $ = (id) => document.getElementById(id);
 const state = {
   ws: null, queue: [], run: null,          // run: {key, stopped, diverged, pending} of the server's run
   playing: false, land: null, starts: null, start: null, trace: [], latest: null,
@@ -319,22 +318,10 @@ function wire() {
   $("download-csv").addEventListener("click", downloadCsv);
   $("save-png").addEventListener("click", savePng);
   $("plot-main").addEventListener("click", clickToStart);
-  document.addEventListener("keydown", (ev) => {
-    const tag = (ev.target && ev.target.tagName) || "";
-    if (["INPUT", "SELECT", "TEXTAREA"].includes(tag)) return;   // typing in a field is not a command
-    if (ev.key === " " && tag !== "BUTTON") { ev.preventDefault(); togglePlay(); }
-    else if (ev.key === "ArrowRight") { ev.preventDefault(); singleStep(); }
-  });
+  wireKeys(togglePlay, singleStep);
 }
 
 // ---------- display ----------
-
-function fmt(x, digits = 4) {
-  if (x === null || x === undefined) return "NaN";
-  if (x !== 0 && Math.abs(x) < 1e-3) return x.toExponential(2);
-  if (Math.abs(x) >= 1e6) return x.toExponential(3);
-  return x.toFixed(digits);
-}
 
 function showReadouts(f) {
   $("x").textContent = fmt(f.x[0]);
@@ -498,11 +485,6 @@ function linkPlots() {
 
 // ---------- downloads ----------
 
-function download(name, url) {
-  const a = document.createElement("a");
-  a.href = url; a.download = name; document.body.appendChild(a); a.click(); a.remove();
-}
-
 // One row per step and run: step, run, x (, y), f, lr.
 function downloadCsv() {
   const rows = state.trace.filter(Boolean);
@@ -514,24 +496,14 @@ function downloadCsv() {
     const runs = r.runs ? r.runs.x.map((x, k) => [k, x, r.runs.f[k]]) : [[0, r.x, r.f]];
     for (const [k, x, f] of runs) lines.push([r.step, k, ...x, f, r.lr].map(cell).join(","));
   }
-  download("gdlab-landscape-trace.csv", URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" })));
+  downloadCsvLines("gdlab-landscape-trace.csv", lines);
 }
 
 // The function with its paths on top, f and lr below, in one PNG.
-async function savePng() {
+function savePng() {
   const w = 640, h = 400;
-  const canvas = document.createElement("canvas");
-  canvas.width = 2 * w; canvas.height = 2 * h;
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
-  const parts = [["plot-main", 0, 0, 2 * w, h], ["plot-f", 0, h, w, h], ["plot-lr", w, h, w, h]];
-  for (const [id, x, y, pw, ph] of parts) {
-    const url = await Plotly.toImage(id, { format: "png", width: pw, height: ph });
-    const img = new Image();
-    await new Promise((ok) => { img.onload = ok; img.src = url; });
-    ctx.drawImage(img, x, y);
-  }
-  download("gdlab-landscape.png", canvas.toDataURL("image/png"));
+  return downloadPlotsPng("gdlab-landscape.png",
+    [["plot-main", 0, 0, 2 * w, h], ["plot-f", 0, h, w, h], ["plot-lr", w, h, w, h]], 2 * w, 2 * h);
 }
 
 // ---------- start ----------

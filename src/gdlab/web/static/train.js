@@ -20,7 +20,6 @@ const DAMPING_OPTIMIZERS = ["natural", "natural-diag"];
 const LIVE = ["lr", "momentum", "damping"];      // sent as `update` to a running run
 const COLORS = { a: "#2b6cb0", b: "#dd6b20" };
 
-const $ = (id) => document.getElementById(id);
 const slot = () => ({ ws: null, queue: [], startId: 0, run: null, trace: [], latest: null, start: null,
   started: null, playing: false, stopped: null, refused: false });
 const state = { runs: { a: slot(), b: slot() }, wantPlay: false, nTrain: null };
@@ -319,22 +318,12 @@ function wire() {
   $("reset").addEventListener("click", reset);
   $("download-csv").addEventListener("click", downloadCsv);
   $("save-png").addEventListener("click", savePng);
-  document.addEventListener("keydown", (ev) => {
-    const tag = (ev.target && ev.target.tagName) || "";
-    if (["INPUT", "SELECT", "TEXTAREA"].includes(tag)) return;   // typing in a field is not a command
-    if (ev.key === " " && tag !== "BUTTON") { ev.preventDefault(); togglePlay(); }
-    else if (ev.key === "ArrowRight") { ev.preventDefault(); singleStep(); }
-  });
+  wireKeys(togglePlay, singleStep);
 }
 
 // ---------- display ----------
 
-function fmt(x, digits = 4) {
-  if (x === null || x === undefined) return "–";
-  if (x !== 0 && Math.abs(x) < 1e-3) return x.toExponential(2);
-  if (Math.abs(x) >= 1e6) return x.toExponential(3);
-  return x.toFixed(digits);
-}
+const fmtValue = (x, digits = 4) => fmt(x, digits, "–");   // "–": not computed yet (e.g. no epoch ended)
 
 const metricOf = (r, f, test = false) => {
   const m = (r.started && r.started.metric) || "accuracy";
@@ -353,19 +342,19 @@ function showReadouts() {
     $("step-count").textContent = String(f.step);
     const e = lastEpoch(a);
     $("epoch").textContent = e ? String(Math.floor(e.epoch)) : "0";
-    $("loss").textContent = fmt(f.full_loss);
-    $("accuracy").textContent = fmt(metricOf(a, f));
-    $("test-accuracy").textContent = fmt(metricOf(a, e, true));
+    $("loss").textContent = fmtValue(f.full_loss);
+    $("accuracy").textContent = fmtValue(metricOf(a, f));
+    $("test-accuracy").textContent = fmtValue(metricOf(a, e, true));
     if (f.lr !== null && f.lr !== undefined) $("lr-now").textContent = String(Number(f.lr.toPrecision(6)));
-    $("grad").textContent = fmt(f.grad);
+    $("grad").textContent = fmtValue(f.grad);
   }
   const b = state.runs.b;
   $("readouts-b").hidden = !b.run;
   if (b.run) {
     $("b-title").textContent = `Compare (${COMPARE_TITLES[val("compare")] || ""}):`;
     $("b-step-count").textContent = b.latest ? String(b.latest.step) : "0";
-    $("b-loss").textContent = fmt(b.latest && b.latest.full_loss);
-    $("b-accuracy").textContent = fmt(metricOf(b, b.latest));
+    $("b-loss").textContent = fmtValue(b.latest && b.latest.full_loss);
+    $("b-accuracy").textContent = fmtValue(metricOf(b, b.latest));
   }
 }
 
@@ -482,11 +471,6 @@ function draw() {
 
 // ---------- downloads ----------
 
-function download(name, url) {
-  const a = document.createElement("a");
-  a.href = url; a.download = name; document.body.appendChild(a); a.click(); a.remove();
-}
-
 function downloadCsv() {
   const names = ["a", "b"].filter((n) => state.runs[n].run && state.runs[n].started);
   const metric = (state.runs.a.started && state.runs.a.started.metric) || "accuracy";
@@ -504,23 +488,14 @@ function downloadCsv() {
         f.weight_norm, ...Array.from({ length: nParams }, (_, i) => p[i])].map(cell).join(","));
     }
   }
-  download("gdlab-train-trace.csv", URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" })));
+  downloadCsvLines("gdlab-train-trace.csv", lines);
 }
 
-async function savePng() {
+function savePng() {
   const ids = ["plot-boundary", "plot-loss", "plot-accuracy", "plot-grad"].filter((id) => !$(id).hidden);
-  const w = 640, h = 400, cols = 2, rows = Math.ceil(ids.length / cols);
-  const canvas = document.createElement("canvas");
-  canvas.width = cols * w; canvas.height = rows * h;
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
-  for (let i = 0; i < ids.length; i++) {
-    const url = await Plotly.toImage(ids[i], { format: "png", width: w, height: h });
-    const img = new Image();
-    await new Promise((ok) => { img.onload = ok; img.src = url; });
-    ctx.drawImage(img, (i % cols) * w, Math.floor(i / cols) * h);
-  }
-  download("gdlab-train.png", canvas.toDataURL("image/png"));
+  const w = 640, h = 400, cols = 2;
+  return downloadPlotsPng("gdlab-train.png", ids.map((id, i) => [id, (i % cols) * w, Math.floor(i / cols) * h, w, h]),
+    cols * w, Math.ceil(ids.length / cols) * h);
 }
 
 // ---------- start ----------
