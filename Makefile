@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 # The web explorer on http://127.0.0.1:8000/ (PORT=8001 make explore for another port).
 explore: $(STAMP)

@@ -209,6 +209,7 @@ def files(tmp_path_factory):
 BASE = ("train", "--data", "iris", "--model", "softmax", "--max-steps", "2")
 BAD = [  # (id, argv, fragments that must all appear in the one line)
     ("missing-file", ["train", "--data", "{d}/nope.csv", "--target", "y", "--model", "logistic"], ["no file", "nope.csv"]),
+    ("missing-model", ["train", "--data", "iris"], ["Missing option '--model'", "linear, logistic, softmax"]),
     ("unknown-dataset", ["train", "--data", "irs", "--model", "softmax"],
      ["unknown dataset 'irs'", "breast_cancer, diabetes, digits, iris, wine"]),
     ("missing-target-column", ["train", "--data", "{d}/labels.csv", "--target", "y", "--model", "logistic"],

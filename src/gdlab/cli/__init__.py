@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         err.print("gdlab: aborted.")
         return 130
     except click.ClickException as exc:  # bad option, missing value, unknown choice
-        err.print(f"gdlab: error: {exc.format_message()}", markup=False)
+        # one line: click lists the choices of a missing option one per line
+        err.print(f"gdlab: error: {' '.join(exc.format_message().split())}", markup=False)
         return USAGE_ERROR
     except (UserError, SpecError, ValueError) as exc:
         err.print(f"gdlab: error: {exc}", markup=False)
