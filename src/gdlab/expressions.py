@@ -27,6 +27,8 @@ import math
 import re
 from typing import Callable, NamedTuple, NoReturn, Union
 
+from gdlab.specs import Token, quote, tokenize
+
 FUNCTIONS = ("sin", "cos", "exp", "log", "sqrt", "abs", "tanh")
 CONSTANTS = {"pi": math.pi, "e": math.e}
 VARIABLES = ("x", "y")
@@ -88,12 +90,6 @@ class Expression(NamedTuple):
 
 # ------------------------------------------------------------------------------- tokenizer
 
-class _Token(NamedTuple):
-    kind: str   # "number", "name", "op" (+ - * / ** ^), "(" , ")", "other", "end"
-    text: str
-    pos: int
-
-
 _TOKEN_RE = re.compile(
     r"(?P<space>[ \t]+)"
     r"|(?P<number>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
@@ -104,28 +100,9 @@ _TOKEN_RE = re.compile(
 )
 
 
-def _quote(text: str, limit: int = 40) -> str:
-    """Text fit to quote in a one-line message: no line breaks or control characters."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return shown + ("..." if len(text) > limit else "")
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens, pos = [], 0
-    while pos < len(text):
-        match = _TOKEN_RE.match(text, pos)
-        if match is None:      # any other character: a token the parser refuses with its position
-            tokens.append(_Token("other", text[pos], pos))
-            pos += 1
-            continue
-        kind = match.lastgroup
-        if kind == "paren":
-            tokens.append(_Token(match.group(), match.group(), pos))
-        elif kind != "space":
-            tokens.append(_Token(kind, match.group(), pos))
-        pos = match.end()
-    tokens.append(_Token("end", "", len(text)))
-    return tokens
+def _tokenize(text: str) -> list[Token]:
+    # token kinds: "number", "name", "op" (+ - * / ** ^), "(", ")", "other", "end"
+    return tokenize(text, _TOKEN_RE, literal="paren")
 
 
 # ------------------------------------------------------------------------------- parser
@@ -144,21 +121,21 @@ class _Parser:
 
     # -- errors
     def error(self, problem: str) -> ExpressionError:
-        return ExpressionError(f'expression "{_quote(self.text, 80)}": {problem}; use only {_ALLOWED}.')
+        return ExpressionError(f'expression "{quote(self.text, 80)}": {problem}; use only {_ALLOWED}.')
 
-    def unexpected(self, token: _Token, expected: str) -> NoReturn:
+    def unexpected(self, token: Token, expected: str) -> NoReturn:
         if token.kind == "end":
             raise self.error(f"expected {expected} at the end of the text")
         if token.kind == "other":
             mark = "'" if token.text == '"' else '"'
-            raise self.error(f"the character {mark}{_quote(token.text)}{mark} at position {token.pos} is not allowed")
-        raise self.error(f'unexpected "{_quote(token.text)}" at position {token.pos}; expected {expected}')
+            raise self.error(f"the character {mark}{quote(token.text)}{mark} at position {token.pos} is not allowed")
+        raise self.error(f'unexpected "{quote(token.text)}" at position {token.pos}; expected {expected}')
 
     # -- cursor
-    def peek(self) -> _Token:
+    def peek(self) -> Token:
         return self.tokens[self.i]
 
-    def advance(self) -> _Token:
+    def advance(self) -> Token:
         token = self.tokens[self.i]
         self.i += token.kind != "end"
         return token
@@ -222,7 +199,7 @@ class _Parser:
         if token.kind == "number":
             value = float(token.text)
             if not math.isfinite(value):
-                raise self.error(f'the number "{_quote(token.text)}" at position {token.pos} is too large '
+                raise self.error(f'the number "{quote(token.text)}" at position {token.pos} is too large '
                                  f'for double precision')
             return Num(value)
         if token.kind == "name":
@@ -240,7 +217,7 @@ class _Parser:
             return node
         self.unexpected(token, "a number, x, y, a function or \"(\"")
 
-    def name(self, token: _Token) -> Node:
+    def name(self, token: Token) -> Node:
         word = token.text
         if word in FUNCTIONS:
             opening = self.peek()
@@ -261,7 +238,7 @@ class _Parser:
                                  f'is one too many')
             raise self.error(f'"{word}" at position {token.pos} is not a variable name: call the variables x '
                              f'(1-D) and y (2-D)')
-        raise self.error(f'unknown name "{_quote(word)}" at position {token.pos}')
+        raise self.error(f'unknown name "{quote(word)}" at position {token.pos}')
 
     def later_letters(self) -> set[str]:
         return {t.text for t in self.tokens[self.i:] if t.kind == "name" and len(t.text) == 1
@@ -355,7 +332,7 @@ def parse_expression(text: str) -> Expression:
     if _tree_depth(tree) > MAX_TREE_DEPTH:
         raise ExpressionError(f"the expression nests more than {MAX_TREE_DEPTH} operations; write a shorter one.")
     if not parser.used:
-        raise ExpressionError(f'expression "{_quote(text, 80)}" has no variable; a landscape is a function of x '
+        raise ExpressionError(f'expression "{quote(text, 80)}" has no variable; a landscape is a function of x '
                               f'(1-D) or of x and y (2-D), e.g. "x**2" or "x**2 + y**2".')
     dim = 2 if "y" in parser.used else 1
     return Expression(text=text, dim=dim, tree=tree, fn=_compile(tree))

@@ -120,7 +120,7 @@ class MixtureSpec:
 
 # ---------------------------------------------------------------- tokenizer
 
-class _Token(NamedTuple):
+class Token(NamedTuple):
     kind: str  # "number", "word", one of "()[],+-*", "other" or "end"
     text: str
     pos: int
@@ -137,25 +137,29 @@ _TOKEN_RE = re.compile(
 )
 
 
-def _tokenize(text: str) -> list[_Token]:
+def tokenize(text: str, token_re: re.Pattern = _TOKEN_RE, literal: str = "punct") -> list[Token]:
+    """Split ``text`` into tokens by the named groups of ``token_re``: a ``space`` match is dropped,
+    a ``literal`` match is its own kind (``"("``, ``"+"``), any other group names the kind; a
+    character no group matches becomes an ``other`` token, which the parser refuses in context
+    with its position. Ends with an ``end`` token. The expression grammar reuses it."""
     tokens, pos = [], 0
     while pos < len(text):
-        match = _TOKEN_RE.match(text, pos)
-        if match is None:  # any other character becomes a token the parser rejects in context
-            tokens.append(_Token("other", text[pos], pos))
+        match = token_re.match(text, pos)
+        if match is None:
+            tokens.append(Token("other", text[pos], pos))
             pos += 1
             continue
         kind = match.lastgroup
-        if kind == "punct":
-            tokens.append(_Token(match.group(), match.group(), pos))
+        if kind == literal:
+            tokens.append(Token(match.group(), match.group(), pos))
         elif kind != "space":
-            tokens.append(_Token(kind, match.group(), pos))
+            tokens.append(Token(kind, match.group(), pos))
         pos = match.end()
-    tokens.append(_Token("end", "", len(text)))
+    tokens.append(Token("end", "", len(text)))
     return tokens
 
 
-def _quote(text: str, limit: int) -> str:
+def quote(text: str, limit: int = 40) -> str:
     """Text fit to quote inside a one-line message: no line breaks or control characters."""
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
     return shown + ("..." if len(text) > limit else "")
@@ -187,26 +191,26 @@ class _Term(NamedTuple):
 class _Parser:
     def __init__(self, text: str, what: str) -> None:
         self.text, self.what = text, what
-        self.tokens = _tokenize(text)
+        self.tokens = tokenize(text)
         self.i = 0
 
     def error(self, problem: str, fix: str) -> SpecError:
-        return SpecError(f'{self.what} "{_quote(self.text, 200)}": {problem}; {fix}.')
+        return SpecError(f'{self.what} "{quote(self.text, 200)}": {problem}; {fix}.')
 
     def fail(self, found: str | None, pos: int, expected: str, fix: str) -> NoReturn:
         if found is None:
             raise self.error(f"expected {expected} at position {pos} (end of text)", fix)
-        raise self.error(f'unexpected "{_quote(found, 20)}" at position {pos}; expected {expected}', fix)
+        raise self.error(f'unexpected "{quote(found, 20)}" at position {pos}; expected {expected}', fix)
 
-    def peek(self) -> _Token:
+    def peek(self) -> Token:
         return self.tokens[self.i]
 
-    def advance(self) -> _Token:
+    def advance(self) -> Token:
         token = self.tokens[self.i]
         self.i += token.kind != "end"  # never move past the end marker
         return token
 
-    def expect(self, kind: str, expected: str, fix: str) -> _Token:
+    def expect(self, kind: str, expected: str, fix: str) -> Token:
         token = self.peek()
         if token.kind != kind:
             self.fail(token.text if token.kind != "end" else None, token.pos, expected, fix)
@@ -280,7 +284,7 @@ class _Parser:
         value = float(sign + token.text)
         if not np.isfinite(value):
             raise self.error(
-                f'the number "{sign}{_quote(token.text, 20)}" at position {token.pos} is too large for a float',
+                f'the number "{sign}{quote(token.text, 20)}" at position {token.pos} is too large for a float',
                 "use a number below 1.7e308 in magnitude",
             )
         return value
