@@ -301,3 +301,30 @@ def test_multiclass_separability():
     assert models.linearly_separable(m, Xs, np.array([0, 0, 1, 1, 2, 2.0])) is True
     # the middle class split across both ends is not
     assert models.linearly_separable(m, Xs, np.array([1, 0, 0, 2, 2, 1.0])) is False
+
+
+@pytest.mark.parametrize("n, block", [(10_001, 4096), (50, 4096), (8192, 4096)])
+def test_weighted_gram_by_blocks_matches_the_plain_product(n, block):
+    """The blocked X̃ᵀWX̃ (no augmented copy of X) against NumPy's product on X̃ = [X, 1]."""
+    rng = np.random.default_rng(n)
+    X, w = rng.standard_normal((n, 7)), rng.random(n)
+    Xa = np.hstack([X, np.ones((n, 1))])
+    got = np.asarray(models.weighted_gram(jnp.asarray(X), jnp.asarray(w), block_rows=block))
+    np.testing.assert_allclose(got, (Xa * w[:, None]).T @ Xa, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic"])
+def test_gradient_by_row_reduction_matches_the_hand_formula(kind):
+    """The logits' custom pullback (Σᵢ z̄ᵢxᵢ as a row reduction) gives ∇J = X̃ᵀ(∂ℓ/∂z)/n + λW, in NumPy."""
+    rng = np.random.default_rng(3)
+    n, d = 3000, 5
+    X = rng.standard_normal((n, d))
+    y = (rng.random(n) < 0.4).astype(float) if kind == "logistic" else rng.standard_normal(n)
+    m = models.make_model(kind, d)
+    theta = rng.standard_normal(d + 1)
+    z = X @ theta[:-1] + theta[-1]
+    r = (expit(z) - y) if kind == "logistic" else 2.0 * (z - y)
+    Xa = np.hstack([X, np.ones((n, 1))])
+    expected = Xa.T @ r / n + 0.3 * np.append(theta[:-1], 0.0)
+    got = jax.jit(jax.grad(lambda t: models.objective(m, t, jnp.asarray(X), jnp.asarray(y), 0.3)))(jnp.asarray(theta))
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-11, atol=1e-13)

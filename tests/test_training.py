@@ -460,3 +460,51 @@ def test_readme_training_example_runs():
     res = namespace["res"]
     assert res.stop_reason == "max_steps" and res.epochs == 20 and res.metrics["accuracy"] > 0.95
     assert len(res.trace.loss) == res.steps and len(res.trace.epoch_loss) == 21
+
+
+def test_a_row_subsampled_fisher_reaches_the_exact_optimum(monkeypatch):
+    """Above 2·FISHER_ROWS rows the dense Fisher comes from every k-th row; the gradient stays exact,
+    so Fisher scoring still lands on the optimum: compared with scikit-learn and a NumPy Newton solve."""
+    rng = np.random.default_rng(5)
+    n, d = 6000, 4
+    X = rng.standard_normal((n, d))
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-(X @ np.array([1.0, -0.5, 0.3, 0.0]) + 0.2)))).astype(float)
+    monkeypatch.setattr(training, "FISHER_ROWS", 500)
+    assert training.fisher_stride(n, d + 1) == 4           # m = max(500, 256 P) = 1,280 rows
+    training._full_batch_functions.cache_clear()
+    try:
+        res = gdlab.train((X, y), "logistic", optimizer=optim.natural(), test_size=0.0, standardize=False, C=1.0)
+    finally:
+        training._full_batch_functions.cache_clear()
+    ref = LogisticRegression(C=1.0, **SKLEARN_TOL).fit(X, y)
+    Xa, theta = np.hstack([X, np.ones((n, 1))]), np.zeros(d + 1)
+    ridge = np.append(np.full(d, 1.0 / n), 0.0)
+    for _ in range(30):                                  # Newton (IRLS) with the exact Hessian
+        p = 1.0 / (1.0 + np.exp(-(Xa @ theta)))
+        g = Xa.T @ (p - y) / n + ridge * theta
+        theta -= np.linalg.solve((Xa * (p * (1 - p) / n)[:, None]).T @ Xa + np.diag(ridge), g)
+    j_star = objective_np(X, y, theta[:-1], theta[-1], 1.0 / n, "logistic")
+    assert res.stop_reason == "converged"
+    assert abs(res.loss - j_star) <= 1e-12 * j_star
+    np.testing.assert_allclose(res.weights, theta[:-1], atol=1e-7)
+    np.testing.assert_allclose(res.weights, ref.coef_.ravel(), atol=1e-6)
+
+
+def test_a_blown_up_run_is_not_read_as_separable():
+    """A NaN θ has NaN margins; XLA:CPU's vectorised min may drop NaNs, so the margin is tested for
+    NaN explicitly: overlapping classes, λ = 0 and a huge step blow up, and the run is not 'separable'."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    X = rng.standard_normal((n, 3))
+    y = (rng.random(n) < 0.5).astype(float)               # labels independent of X: not separable
+    model = gdlab.models.make_model("logistic", 3)
+    ds = gdlab.data.load((X, y), "logistic", test_size=0.0, standardize=False)
+    with jax.enable_x64(True):
+        ev = training.evaluate(model, np.full(4, np.nan), ds, 0.0)
+        half = np.array([1.0, 0.0, 0.0, 0.0])
+        assert training.evaluate(model, half, ds, 0.0).margin < 0
+    assert not ev.margin > 0
+    res = gdlab.train((X, y), "logistic", optimizer=optim.gd(1e300), l2=0.0, test_size=0.0, max_steps=50)
+    assert res.stop_reason == "diverged"
+    assert not res.separable
+    assert "separable" not in res.message

@@ -215,12 +215,21 @@ def _check_split(kind: str, n_train: int, train_counts: np.ndarray | None, class
                     f"--test-size or another --seed.")
 
 
+def _all_finite(X: np.ndarray) -> bool:
+    """Whether every entry is finite: NumPy's min and max propagate NaN, and ±inf shows in them,
+    so two reductions answer without the boolean copy of X that ``np.isfinite(X).all()`` makes."""
+    return X.size == 0 or bool(np.isfinite(X.min()) and np.isfinite(X.max()))
+
+
 def _split_and_scale(name: str, X: np.ndarray, y: np.ndarray, feature_names: Sequence[str], target: str,
                      kind: str, classes: tuple | None, test_size: float, seed: int, standardize: bool) -> Dataset:
     from sklearn.preprocessing import StandardScaler
 
     test = in_test_split(np.arange(len(y)), seed, test_size)
-    X_train, y_train, X_test, y_test = X[~test], y[~test], X[test], y[test]
+    if test.any():
+        X_train, y_train, X_test, y_test = X[~test], y[~test], X[test], y[test]
+    else:                                  # test_size = 0: the rows themselves, not a copy of them
+        X_train, y_train, X_test, y_test = X, y, X[:0], y[:0]
     counts = None if classes is None else np.bincount(y_train.astype(np.int64), minlength=len(classes))
     _check_split(kind, len(y_train), counts, classes, test_size, seed)
     if standardize:
@@ -630,13 +639,14 @@ def load(data: Any, kind: str, *, target: str | None = None, features: Sequence[
                             f"{X.shape} and {y.shape}.")
         if X.dtype.kind not in "biuf":
             raise DataError("X is not numeric; give numbers (encode text columns first).")
-        X = X.astype(float)
-        if not np.isfinite(X).all():
+        X = np.asarray(X, dtype=float)            # no copy of float64 data (10⁶ × 100: 0.15 s and 800 MB a copy)
+        if not _all_finite(X):
             raise DataError("X has a missing or infinite value; fill or drop such rows first.")
         names = [f"x{j}" for j in range(X.shape[1])]
         cols = _select(names, features, None)
         y, classes = _labels(kind, y, "y")
-        return _split_and_scale("arrays", X[:, cols], y, [names[c] for c in cols], "y", kind, classes,
+        chosen = X if list(cols) == list(range(X.shape[1])) else X[:, cols]
+        return _split_and_scale("arrays", chosen, y, [names[c] for c in cols], "y", kind, classes,
                                 test_size, seed, standardize)
     if not isinstance(data, (str, os.PathLike)):
         raise DataError(f"data must be a dataset name ({', '.join(DATASETS)}), a .csv or .parquet path, or a tuple "
