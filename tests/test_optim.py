@@ -382,3 +382,17 @@ def test_scheduled_rate_is_float64_in_the_state(name):
         expected = float(schedule(np.int64(t)))
         assert float(rate) == pytest.approx(expected, rel=1e-15)
         np.testing.assert_allclose(np.asarray(u), -expected * np.asarray(g), rtol=1e-15)
+
+
+def test_equal_settings_share_one_transform_and_one_compilation():
+    from gdlab import engine, fit
+
+    assert optim.gd(0.1) is optim.gd(0.1) and optim.natural(damping=1e-6) is optim.natural(damping=1e-6)
+    assert optim.momentum(0.1, 0.9) is optim.momentum(0.1, 0.9)
+    assert optim.momentum(0.1, 0.9) is not optim.momentum(0.1, 0.5)
+    s1, s2 = optax.constant_schedule(0.1), optax.constant_schedule(0.1)
+    assert optim.gd(s1) is optim.gd(s1) and optim.gd(s1) is not optim.gd(s2)   # a schedule by identity
+    fit("N(2, 1)", "N(0, 5)", optimizer=optim.momentum(0.05, 0.9), max_steps=50)
+    before = engine._compiled_chunk.cache_info().misses
+    res = fit("N(-1, 2)", "N(0, 5)", optimizer=optim.momentum(0.05, 0.9), max_steps=50)
+    assert engine._compiled_chunk.cache_info().misses == before and res.steps == 50   # the loop was reused

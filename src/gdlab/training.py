@@ -84,6 +84,7 @@ def _natural_diag(learning_rate, damping):
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@optim.shared
 def natural_diag(lr: optim.LearningRate = 0.1, damping: float = 0.0) -> optax.GradientTransformationExtraArgs:
     r"""Diagonal natural gradient: each coordinate of the gradient divided by its Fisher diagonal.
 
@@ -124,44 +125,6 @@ def _is_natural_diag(state: Any) -> bool:
     is_leaf = lambda x: isinstance(x, injected)  # noqa: E731
     return any(is_leaf(s) and isinstance(s.inner_state, NaturalDiagState)
                for s in jax.tree_util.tree_leaves(state, is_leaf=is_leaf))
-
-
-_SHARED_OPTIMIZERS: dict = {}
-_SHARED_LIMIT = 64
-
-
-def _optimizer_key(optimizer: Any) -> tuple | None:
-    """What makes two ``optax.inject_hyperparams`` optimizers run the same program, or None if unknown.
-
-    The engine caches compiled chunks per optimizer object, and ``optim.natural()`` called twice
-    makes two objects, so every :func:`train` call compiled its loop afresh (0.5 s at toy size).
-    An injected optimizer is its factory, its static arguments, its schedules (by identity) and
-    its numeric hyperparameters (values and types: they become the state's arrays at init).
-    """
-    init = getattr(optimizer, "init", None)
-    names = getattr(getattr(init, "__code__", None), "co_freevars", ())
-    if set(names) != {"hyperparam_dtype", "inner_factory", "numeric_hps", "other_hps", "sched_hps"}:
-        return None
-    cells = dict(zip(names, (c.cell_contents for c in init.__closure__)))
-    try:
-        key = (type(optimizer), cells["inner_factory"], str(cells["hyperparam_dtype"]),
-               tuple(sorted((k, type(v).__name__, np.asarray(v).tobytes(), np.asarray(v).dtype.str)
-                            for k, v in cells["numeric_hps"].items())),
-               tuple(sorted(cells["other_hps"].items())), tuple(sorted(cells["sched_hps"].items())))
-        hash(key)
-    except (TypeError, ValueError):
-        return None
-    return key
-
-
-def _shared_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
-    """An equal optimizer made before (same :func:`_optimizer_key`), so its compiled chunks are reused."""
-    key = _optimizer_key(optimizer)
-    if key is None:
-        return optimizer
-    if key not in _SHARED_OPTIMIZERS and len(_SHARED_OPTIMIZERS) >= _SHARED_LIMIT:
-        _SHARED_OPTIMIZERS.pop(next(iter(_SHARED_OPTIMIZERS)))
-    return _SHARED_OPTIMIZERS.setdefault(key, optimizer)
 
 
 def make_optimizer(name: str, lr: optim.LearningRate | None = None, momentum: float | None = None, *,
@@ -355,7 +318,8 @@ def _finish(model: Model, theta: np.ndarray, sums: _Sums, n_train: int, n_test: 
         data_loss = mean
     mask = models.penalty_mask(model)
     W = theta * mask
-    loss = data_loss + 0.5 * l2 * float(W @ W)
+    with np.errstate(over="ignore", invalid="ignore"):   # a blown-up θ: inf or NaN, reported as diverged
+        loss = data_loss + 0.5 * l2 * float(W @ W)
     grad = grad + l2 * W
     finish_metric = (lambda s: math.sqrt(s)) if model.kind == "linear" else (lambda s: s)
     nan = float("nan")
@@ -728,7 +692,6 @@ def _train(data, kind, loss_name, optimizer, target, features, batch_size, epoch
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(f"optimizer must be an optax GradientTransformation (e.g. gdlab.optim.gd(0.1)) or a function "
                          f"of the run's length in steps returning one, got {type(optimizer).__name__}.")
-    optimizer = _shared_optimizer(optimizer)
     fisher_kind = _fisher_kind(optimizer, model.n_params, batch_size == 0, solver)
     rngs = np.random.SeedSequence(seed).spawn(2)
     classifier = kind != "linear"
