@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from gdlab import training
 from gdlab.web import train_tab
 from gdlab.web.app import create_app
+from test_web_protocol import until_stopped
 
 FAST = 1_000_000
 
@@ -26,17 +27,6 @@ def client():
 def start(ws, play: bool = True, **config) -> dict:
     ws.send_text(json.dumps({"type": "start", "config": {"speed": FAST, **config}, "play": play, "id": 7}))
     return ws.receive_json()
-
-
-def until_stopped(ws) -> tuple[list[dict], dict]:
-    frames = []
-    while True:
-        msg = ws.receive_json()
-        assert msg["type"] != "error", msg
-        if msg["type"] == "frames":
-            frames.extend(msg["frames"])
-        elif msg["type"] == "stopped":
-            return frames, msg
 
 
 def library_run(**config):

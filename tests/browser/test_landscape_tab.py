@@ -10,21 +10,11 @@ import csv
 import io
 
 from gdlab.landscapes import LANDSCAPES
+from test_explorer import readout, set_field
 
 FAST = "1000000"           # the speed select's "as fast as possible"
 DOUBLE_WELL = LANDSCAPES["double-well"]
 HIMMELBLAU = LANDSCAPES["himmelblau"]
-
-
-def set_field(page, selector: str, value: str) -> None:
-    """Type a value and commit it, as leaving the field does."""
-    page.fill(selector, value)
-    page.dispatch_event(selector, "change")
-
-
-def readout(page, name: str) -> float:
-    text = page.inner_text(f"#{name}")
-    return float("nan") if text in ("–", "NaN") else float(text)
 
 
 def open_tab(page, url: str, query: str = "") -> None:
