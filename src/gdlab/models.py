@@ -308,7 +308,7 @@ def weighted_gram(X: jax.Array, w: jax.Array, block_rows: int = GRAM_BLOCK_ROWS)
     Example:
       >>> import jax.numpy as jnp
       >>> weighted_gram(jnp.array([[1.0], [2.0], [3.0]]), jnp.array([1.0, 1.0, 2.0]), block_rows=2).tolist()
-      [[23.0, 11.0], [11.0, 4.0]]
+      [[23.0, 9.0], [9.0, 4.0]]
     """
     n, d = X.shape
 
