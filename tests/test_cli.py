@@ -608,3 +608,36 @@ def test_script_json_dash_keeps_stdout_pure_even_when_diverging():
     assert d["stop_reason"] == "diverged"
     assert_json_shape(d, 1, finite_loss=False)
     assert "diverged" in proc.stderr
+
+
+# ----------------------------------------------------------------- compilation cache
+
+def _fit_json(cache: str) -> tuple[dict, str]:
+    proc = subprocess.run([str(gdlab_script()), "fit", "--target", "N(2, 1)", "--init", "N(0, 5)", "--lr", "0.5",
+                           "--json", "-"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GDLAB_COMPILATION_CACHE": cache})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    out.pop("elapsed", None)
+    return out, proc.stderr
+
+
+@needs_script
+def test_compilation_cache_is_written_then_read_and_changes_no_number(tmp_path):
+    cache = tmp_path / "cache"
+    first, _ = _fit_json(str(cache))
+    written = sorted(p.name for p in cache.iterdir())
+    assert written, "the first run wrote no compiled program"
+    second, _ = _fit_json(str(cache))
+    assert second == first                     # loaded programs compute the same numbers, bit for bit
+    uncached, _ = _fit_json("off")
+    assert uncached == first
+
+
+@needs_script
+def test_compilation_cache_that_cannot_be_written_is_skipped_quietly(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out, err = _fit_json(str(blocker / "jax"))
+    assert out["stop_reason"] == "converged"
+    assert "Warning" not in err and "Traceback" not in err
