@@ -8,19 +8,29 @@ with the others, after a warm-up run of each (the file cache).
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
 import harness
 
 GDLAB = str(Path(sys.executable).parent / "gdlab")
-GOALS_S = {"gdlab --help": 0.3, "gdlab fit": 1.5}
+GOALS_S = {"gdlab --help": 0.3, "gdlab fit": 1.5, "gdlab fit (first run, empty cache)": 1.5}
+FIT = [GDLAB, "fit", "--target", "N(2, 1)", "--init", "N(0, 5)", "--lr", "0.5"]
 
 
-def command(argv: list[str]):
+def command(argv: list[str], cache: str | None = None):
+    """A case that runs ``argv`` as a fresh process; ``cache`` is its GDLAB_COMPILATION_CACHE, where
+    "empty" makes a new empty folder for every run (a first run: every program compiled)."""
     def run() -> float:
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        env = dict(os.environ)
+        if cache == "empty":
+            env["GDLAB_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="gdlab-bench-cache-")
+        elif cache is not None:
+            env["GDLAB_COMPILATION_CACHE"] = cache
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
         return float(len(proc.stdout))
@@ -34,8 +44,11 @@ def main() -> None:
         harness.Case("python -c pass", command([sys.executable, "-c", "pass"])),
         harness.Case("python -c 'import jax, optax'", command([sys.executable, "-c", "import jax, optax"])),
         harness.Case("gdlab --help", command([GDLAB, "--help"])),
-        harness.Case("gdlab fit", command([GDLAB, "fit", "--target", "N(2, 1)", "--init", "N(0, 5)", "--lr", "0.5"]),
-                     note='--target "N(2, 1)" --init "N(0, 5)" --lr 0.5, to convergence'),
+        harness.Case("gdlab fit", command(FIT, cache=tempfile.mkdtemp(prefix="gdlab-bench-cache-")),
+                     note='--target "N(2, 1)" --init "N(0, 5)" --lr 0.5, to convergence; compiled programs '
+                          'from the cache the warm-up run filled'),
+        harness.Case("gdlab fit (first run, empty cache)", command(FIT, cache="empty"),
+                     note="the same with a new, empty compilation cache: every program compiled"),
     ]
     rows = harness.timing_rows(harness.measure(cases, repeats), reference="python -c pass")
     for row in rows:

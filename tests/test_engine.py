@@ -423,3 +423,29 @@ def test_check_tol_zero_and_grad_tol_zero_are_off():
 def test_check_converged_beats_max_steps():
     c = StopCriteria(max_steps=5, tol=0.0, grad_tol=1e-3)
     assert check(c, 5, 1.0, grad_norm=0.0)[0] == stopping.CONVERGED
+
+
+@pytest.mark.parametrize("criteria", [StopCriteria(max_steps=500), StopCriteria(max_steps=37, tol=0.0),
+                                      StopCriteria(max_steps=500, grad_tol=1e-3, tol=0.0)],
+                         ids=["converged", "max_steps", "grad_tol"])
+def test_blocks_of_steps_stop_where_single_steps_stop(criteria):
+    # chunks of 67 steps run in blocks of 1 (67 is prime), chunks of 64 in one block of 64 whose
+    # stopping rules are checked after all 64 steps: the same run, row for row
+    single = engine.run(QUAD, GD, jnp.asarray(THETA0), criteria, chunk_size=67)
+    blocked = engine.run(QUAD, GD, jnp.asarray(THETA0), criteria, chunk_size=64)
+    assert (blocked.steps, blocked.stop_reason) == (single.steps, single.stop_reason)
+    assert set(blocked.trace.columns) == set(single.trace.columns)
+    for name in single.trace.columns:
+        np.testing.assert_array_equal(blocked.trace.columns[name], single.trace.columns[name], err_msg=name)
+    np.testing.assert_array_equal(blocked.params, single.params)
+
+
+def test_a_run_that_diverges_inside_a_block_keeps_the_point_where_it_stopped():
+    # gradient ascent on a quadratic: the loss runs away inside a block; the run ends at the first
+    # step past the divergence threshold, with θ of that step, not θ at the end of the block
+    res = engine.run(QUAD, optim.gd(-0.5), jnp.asarray(THETA0), StopCriteria(max_steps=1000), chunk_size=64)
+    assert res.stop_reason == "diverged"
+    np.testing.assert_array_equal(res.params, res.trace.params[-1])
+    first = res.trace.loss[0]
+    ran_away = res.trace.loss - first > 1e3 * max(1.0, abs(first))
+    assert ran_away[-1] and not ran_away[:-1].any() and len(res.trace) == res.steps + 1

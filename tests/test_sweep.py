@@ -124,10 +124,11 @@ def test_run_batch_compiles_once_for_any_number_of_lanes_refills_and_learning_ra
     run_batch(objective, opt, np.random.default_rng(0).normal(size=(7, 2)), crit, keep_traces=keep_traces,
               hyperparams={"learning_rate": np.linspace(0.01, 0.15, 7)}, lanes=3, chunk_size=16)
     assert cache.cache_info().misses == 1
+    block = engine.block_size(objective.loss, jnp.zeros(2), objective.data, 16)   # blocks that divide 16
     if keep_traces:
-        program = _batched_chunk(objective.loss, objective.metrics, None, None, opt, crit, 16, True)
+        program = _batched_chunk(objective.loss, objective.metrics, None, None, opt, crit, 16, True, block)
     else:
-        program = _batched_final(objective.loss, None, None, opt, crit, 16, True)
+        program = _batched_final(objective.loss, None, None, opt, crit, 16, True, block)
     assert program._cache_size() == 1          # 3 lanes refilled as runs stop, many chunks: one compilation
 
 

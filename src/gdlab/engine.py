@@ -133,78 +133,165 @@ def default_chunk_size(criteria: stopping.StopCriteria, n_params: int) -> int:
     return max(1, min(criteria.max_steps + 1, MAX_CHUNK, max(256, by_memory)))
 
 
-def _where(pred, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+CHEAP_STEP_FLOPS = 2000           # a loss and gradient under this many flops counts as cheap
+BLOCK = 64                        # steps per block when steps are cheap (1 when they are not)
 
 
-def step_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
-                  optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria):
-    """One step of the loop: ``(carry, data) -> (carry, row)``; the row describes θ_t (its loss,
-    ‖∇L‖, the step size used, θ_t and the metrics) and the carry holds θ_{t+1}, or θ_t at a stop."""
+def step_flops(loss: LossFn, theta: Any, data: Any) -> float:
+    """XLA's flop count of one loss-and-gradient evaluation (from the lowered program, not
+    compiled); ``inf`` when XLA does not say."""
+    key = (loss, _shapes(theta), _shapes(data))
+    if key not in _STEP_FLOPS:
+        if len(_STEP_FLOPS) >= 256:      # bounded: the keys hold loss functions alive
+            _STEP_FLOPS.clear()
+        try:
+            cost = jax.jit(jax.value_and_grad(loss)).lower(theta, data).cost_analysis() or {}
+            _STEP_FLOPS[key] = float(cost.get("flops", np.inf))
+        except Exception:                # a cost analysis is advice: never fail a run over it
+            _STEP_FLOPS[key] = np.inf
+    return _STEP_FLOPS[key]
+
+
+_STEP_FLOPS: dict = {}
+
+
+def _shapes(tree: Any) -> tuple:
+    # shapes and dtypes only: reading a device array's values here would copy a data set to the host
+    return tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def block_size(loss: LossFn, theta: Any, data: Any, length: int | None = None) -> int:
+    """Steps per block (see :func:`block_function`): :data:`BLOCK` when a step is cheap, else 1.
+
+    A block computes its steps before it checks the stopping rules, so up to ``block − 1`` steps
+    after a stop are computed and thrown away: nothing when steps cost nanoseconds, too much when
+    one is a pass over a data set. With ``length`` (a chunk whose length is fixed, e.g. an epoch
+    of mini-batches) the block is the largest divisor of ``length`` that is at most that.
+    """
+    if step_flops(loss, theta, data) > CHEAP_STEP_FLOPS:
+        return 1
+    if length is None:
+        return BLOCK
+    return max(d for d in range(1, min(BLOCK, length) + 1) if length % d == 0)
+
+
+def advance_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
+                     optimizer: optax.GradientTransformation, trace: bool = True):
+    """One step with no stopping rule: ``(params, opt_state, data) -> (params, opt_state, row)``.
+
+    The row describes θ_t: its loss, ‖∇L(θ_t)‖, whether θ_t is finite and, with ``trace``, θ_t,
+    the step size η_t of the update made from it and the metrics; the returned θ is
+    θ_{t+1} = θ_t + u_t.
+    """
     opt = optax.with_extra_args_support(optimizer)
 
-    def live(carry: Carry, data):
-        value, grad = jax.value_and_grad(loss)(carry.params, data)
-        grad_norm = optax.tree.norm(grad)
-        first = jnp.where(carry.step == 0, value, carry.first_loss)
-        params_finite = jnp.all(jnp.isfinite(carry.params))
-        reason, recent = stopping.check(criteria, carry.step, value, first, grad_norm, params_finite,
-                                        carry.recent_losses)
-        extra = {} if fisher is None else {"fisher": fisher(carry.params, data)}
+    def advance(params, opt_state, data):
+        value, grad = jax.value_and_grad(loss)(params, data)
+        extra = {} if fisher is None else {"fisher": fisher(params, data)}
         if in_domain is not None:
             extra["in_domain"] = in_domain
-        updates, new_state = opt.update(grad, carry.opt_state, carry.params, **extra)
-        go = reason == stopping.RUNNING
-        row = dict(step=carry.step, loss=value, grad_norm=grad_norm, lr=learning_rate(new_state),
-                   params=carry.params)
-        if metrics is not None:
-            row.update(metrics(carry.params, data))
-        # The optimizer state is not frozen with θ at a stop: the run ends there and its state is
-        # never read again, and a select over the whole state cost ~1 µs a step on CPU (XLA
-        # then copied the loop's buffers), 30 times the rest of a step.
-        new = Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
-                    new_state, carry.step + go.astype(carry.step.dtype), first, recent, reason)
-        return new, row
+        updates, new_state = opt.update(grad, opt_state, params, **extra)
+        row = dict(loss=value, grad_norm=optax.tree.norm(grad),
+                   params_finite=jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x))
+                                                      for x in jax.tree_util.tree_leaves(params)])),
+                   params=params)
+        if trace:
+            row["lr"] = learning_rate(new_state)
+            if metrics is not None:
+                row.update(metrics(params, data))
+        return optax.apply_updates(params, updates), new_state, row
 
-    return live
+    return advance
+
+
+def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
+                   optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, block: int,
+                   batched: bool = False, trace: bool = True):
+    """``block`` steps, then the stopping rules for all of them: ``(carry, data, xs) -> (carry, rows, n)``.
+
+    The steps run in a ``lax.scan`` with no per-step branch or select (under ``vmap`` a per-step
+    stop costs a select over every lane's whole state); :func:`gdlab.stopping.check_block` then
+    finds the first step s at which a rule fires, exactly as the rules applied step by step
+    would. The carry returned holds θ_{t0+s} and the stop reason if the run stopped in the block,
+    else θ_{t0+block}. ``rows`` has ``block`` rows (leading axis), ``n`` of them valid: the steps
+    up to and including the stop. The optimizer state is the one after the block (a stopped run
+    never reads it again). With ``batched``, ``xs`` has one mini-batch per step.
+    """
+    advance = advance_function(loss, metrics, fisher, in_domain, optimizer, trace)
+
+    def run_block(carry: Carry, data, xs=None):
+        def body(state, x):
+            params, opt_state, row = advance(*state, (data, x) if batched else data)
+            if not trace:
+                # Few rows: under vmap each output of a scan costs about as much as a cheap step.
+                # A non-finite gradient or θ stops the run as a non-finite loss does, so the
+                # loss row carries it as NaN.
+                ok = jnp.isfinite(row["grad_norm"]) & row["params_finite"]
+                lean = dict(loss=jnp.where(ok, row["loss"], jnp.nan), params=row["params"])
+                if criteria.grad_tol > 0:
+                    lean["grad_norm"] = row["grad_norm"]
+                row = lean
+            return (params, opt_state), row
+
+        (params, opt_state), rows = jax.lax.scan(body, (carry.params, carry.opt_state), xs, length=block)
+        grad_norm = rows.get("grad_norm", jnp.zeros(block, rows["loss"].dtype))
+        params_finite = rows.pop("params_finite") if trace else jnp.ones(block, bool)
+        stop, reason, first, recent = stopping.check_block(criteria, carry.step, rows["loss"], grad_norm,
+                                                           params_finite, carry.first_loss, carry.recent_losses)
+        stopped = stop < block
+        at = jnp.minimum(stop, block - 1)
+        params = jax.tree_util.tree_map(lambda r, p: jnp.where(stopped, r[at], p), rows["params"], params)
+        rows["step"] = carry.step + jnp.arange(block, dtype=carry.step.dtype)
+        new = Carry(params, opt_state, carry.step + jnp.minimum(stop, block).astype(carry.step.dtype), first,
+                    recent, reason)
+        return new, rows, jnp.minimum(stop + 1, block)
+
+    return run_block
 
 
 def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                   optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
-                  batched: bool = False):
-    """The uncompiled program of one chunk: ``(carry, data, batches) -> (carry, rows)``.
+                  batched: bool = False, block: int = 1):
+    """The uncompiled program of one chunk: ``(carry, data, batches, limit) -> (carry, rows)``.
 
-    It runs up to ``length`` steps (or ``limit``, a traced number ≤ ``length``, so chunks of
-    any size share one compilation) under ``lax.while_loop``, ending early at a stop, and
-    returns the rows in buffers of ``length`` with a ``valid`` mask. With ``batched``, ``batches`` is a pytree whose
+    It runs blocks of ``block`` steps (:func:`block_function`; ``length`` is a multiple of it)
+    under ``lax.while_loop`` until ``limit`` steps (a traced number ≤ ``length``, so chunks of any
+    size share one compilation; rounded up to whole blocks) or a stop, and returns the rows in
+    buffers of ``length`` with a ``valid`` mask. With ``batched``, ``batches`` is a pytree whose
     leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
     ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
     ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``-s it over carries.
     """
-    live = step_function(loss, metrics, fisher, in_domain, optimizer, criteria)
+    if length % block:
+        raise ValueError(f"length must be a multiple of block, got {length=} and {block=}.")
+    run_block = block_function(loss, metrics, fisher, in_domain, optimizer, criteria, block, batched)
 
     def run_chunk(carry: Carry, data, batches=None, limit=None):
         limit = length if limit is None else jnp.minimum(limit, length)
 
-        def step_data(i):
-            return (data, jax.tree_util.tree_map(lambda b: b[i], batches)) if batched else data
+        def block_xs(i):
+            if not batched:
+                return None
+            return jax.tree_util.tree_map(lambda b: jax.lax.dynamic_slice_in_dim(b, i, block), batches)
 
-        row_shape = jax.eval_shape(lambda c: live(c, step_data(0))[1], carry)
-        buffers = jax.tree_util.tree_map(lambda r: jnp.zeros((length, *r.shape), r.dtype), row_shape)
+        row_shape = jax.eval_shape(lambda c: run_block(c, data, block_xs(0))[1], carry)
+        buffers = jax.tree_util.tree_map(lambda r: jnp.zeros((length, *r.shape[1:]), r.dtype), row_shape)
 
-        # A while loop, not a scan: it ends at the stop (no step of an expensive objective is
-        # computed after it) and needs no per-step branch, so XLA updates its buffers in place.
+        # A while loop over blocks: it ends at the block of the stop, and the rows of a block go
+        # into the buffers in place.
         def running(state):
-            i, c, _ = state
+            i, c, _, _ = state
             return (i < limit) & (c.reason == stopping.RUNNING)
 
         def step(state):
-            i, c, rows = state
-            c, row = live(c, step_data(i))
-            rows = jax.tree_util.tree_map(lambda buf, r: buf.at[i].set(r), rows, row)
-            return i + 1, c, rows
+            i, c, rows, n = state
+            c, block_rows, recorded = run_block(c, data, block_xs(i))
+            rows = jax.tree_util.tree_map(lambda buf, r: jax.lax.dynamic_update_slice_in_dim(buf, r, i, 0),
+                                          rows, block_rows)
+            return i + block, c, rows, n + recorded
 
-        n, carry, rows = jax.lax.while_loop(running, step, (jnp.zeros((), jnp.int32), carry, buffers))
+        zero = jnp.zeros((), jnp.int32)
+        _, carry, rows, n = jax.lax.while_loop(running, step, (zero, carry, buffers, zero))
         rows["valid"] = jnp.arange(length) < n
         return carry, rows
 
@@ -227,18 +314,20 @@ def outcome_init(dtype=jnp.float64) -> Outcome:
 
 
 def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTransformation,
-                  criteria: stopping.StopCriteria, length: int):
+                  criteria: stopping.StopCriteria, length: int, block: int = 1):
     """The uncompiled program of a chunk that records nothing: ``(carry, data, outcome, reach) ->
     (carry, outcome)``.
 
-    The same steps as :func:`chunk_program` (:func:`step_function`), up to ``length`` of them under
-    ``lax.while_loop``, keeping of the rows only an :class:`Outcome`. Under ``vmap`` a batched
-    while loop selects its whole state at every step for the lanes still running; without row
-    buffers that state is a few numbers per lane, so a sweep of many cells runs in long chunks at
-    about the cost of its arithmetic (benchmarks/bench_grid.py). ``reach`` is a traced level
-    (``inf`` to ignore it).
+    The same blocks of steps as :func:`chunk_program` (:func:`block_function`), up to ``length``
+    steps (a multiple of ``block``) under ``lax.while_loop``, keeping of the rows only an
+    :class:`Outcome`. Under ``vmap`` a batched while loop selects its whole state for the lanes
+    still running once per block, and the steps inside a block are a plain ``scan``: a sweep of
+    many cells runs at about the cost of its arithmetic (benchmarks/bench_grid.py). ``reach`` is
+    a traced level (``inf`` to ignore it).
     """
-    live = step_function(loss, None, fisher, in_domain, optimizer, criteria)
+    if length % block:
+        raise ValueError(f"length must be a multiple of block, got {length=} and {block=}.")
+    run_block = block_function(loss, None, fisher, in_domain, optimizer, criteria, block, trace=False)
 
     def run_final(carry: Carry, data, outcome: Outcome, reach):
         def running(state):
@@ -247,11 +336,16 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
 
         def step(state):
             i, c, out = state
-            step_index = c.step
-            c, row = live(c, data)
-            hit = (out.first_reach < 0) & (row["loss"] <= reach)
-            out = Outcome(row["loss"], jnp.where(hit, step_index, out.first_reach).astype(jnp.int32))
-            return i + 1, c, out
+            step0 = c.step
+            c, rows, recorded = run_block(c, data)
+            hit = (jnp.arange(block) < recorded) & (rows["loss"] <= reach)
+            first_hit = jnp.where(jnp.any(hit), step0 + jnp.argmax(hit), -1)
+            last = rows["loss"][recorded - 1]
+            # the loss row is NaN where the gradient or θ was not finite: report the loss itself
+            last = jnp.where(jnp.isnan(last), loss(jax.tree_util.tree_map(lambda r: r[recorded - 1], rows["params"]),
+                                                   data), last)
+            out = Outcome(last, jnp.where(out.first_reach < 0, first_hit, out.first_reach).astype(jnp.int32))
+            return i + block, c, out
 
         _, carry, outcome = jax.lax.while_loop(running, step, (jnp.zeros((), jnp.int32), carry, outcome))
         return carry, outcome
@@ -262,8 +356,8 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
 @lru_cache(maxsize=64)
 def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                     optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
-                    batched: bool = False):
-    return jax.jit(chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, batched))
+                    batched: bool = False, block: int = 1):
+    return jax.jit(chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, batched, block))
 
 
 def run(objective: Objective, optimizer: optax.GradientTransformation, init_params: Params,
@@ -305,7 +399,12 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
     programs = functools.partial(_compiled_chunk, objective.loss, objective.metrics, objective.fisher,
                                  objective.in_domain, optimizer, criteria)
     if batches is None:
-        length = chunk_size or default_chunk_size(criteria, int(np.size(init_params)))
+        if chunk_size is None:              # whole blocks; a chunk size asked for is kept as it is
+            block = block_size(objective.loss, carry.params, objective.data)
+            length = -(-default_chunk_size(criteria, int(np.size(init_params))) // block) * block
+        else:
+            length = chunk_size
+            block = block_size(objective.loss, carry.params, objective.data, length)
         chunks: Iterable[Any] = itertools.repeat(None)
     else:
         chunks = iter(batches)
@@ -316,17 +415,19 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
         limit = None
         if batches is not None:
             length = int(jax.tree_util.tree_leaves(xs)[0].shape[0])
+            block = block_size(objective.loss, carry.params,
+                               (objective.data, jax.tree_util.tree_map(lambda b: b[0], xs)), length)
         elif chunk_size is None:
             limit = jnp.asarray(min(length, steps_next), jnp.int32)
         chunk_start = time.perf_counter()
-        carry, rows = programs(length, batches is not None)(carry, objective.data, xs, limit)
+        carry, rows = programs(length, batches is not None, block)(carry, objective.data, xs, limit)
         rows = jax.device_get(rows)
-        valid = rows.pop("valid")
-        rows = {k: np.asarray(v)[valid] for k, v in rows.items()}
+        n = int(rows.pop("valid").sum())            # the valid rows come first
+        rows = {k: np.array(v[:n]) for k, v in rows.items()}
         pieces.append(rows)
         # Size the next chunk to take about CHUNK_SECONDS at the pace just seen (compilation
         # included the first time, so the second chunk may still be short).
-        pace = (time.perf_counter() - chunk_start) / max(1, int(valid.sum()))
+        pace = (time.perf_counter() - chunk_start) / max(1, n)
         steps_next = int(min(length, max(FIRST_CHUNK, CHUNK_SECONDS / pace)))
         asked = callback(rows) if callback is not None else None
         if int(carry.reason) != stopping.RUNNING:
@@ -342,7 +443,7 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
     elapsed = time.perf_counter() - start
     if not pieces:
         raise ValueError("batches gave no chunk of mini-batches; give at least one.")
-    columns = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    columns = pieces[0] if len(pieces) == 1 else {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
     trace = Trace(columns)
     return RunResult(params=np.asarray(carry.params), loss=float(columns["loss"][-1]), steps=int(carry.step),
                      stop_reason=stopping.STOP_REASONS[int(carry.reason)], elapsed=elapsed, trace=trace)

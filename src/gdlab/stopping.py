@@ -84,3 +84,81 @@ def check(criteria: StopCriteria, step: jax.Array, loss: jax.Array, first_loss: 
                        jnp.where(converged, CONVERGED,
                                  jnp.where(step >= criteria.max_steps, MAX_STEPS, RUNNING)))
     return reason.astype(jnp.int32), recent
+
+
+def sliding_range(values: jax.Array, width: int) -> tuple[jax.Array, jax.Array]:
+    r"""Max and min over every window of ``width`` consecutive values.
+
+    .. math::  \mathrm{hi}_j = \max_{0 \le i < w} x_{j+i}, \quad \mathrm{lo}_j = \min_{0 \le i < w} x_{j+i},
+               \quad j = 0 \ldots n - w
+
+    By doubling (van Herk's idea in its sparse-table form): maxima over 1, 2, 4, …, k ≤ w values,
+    then two overlapping windows of k: ⌈log₂ w⌉ + 1 elementwise passes instead of w.
+
+    Example:
+      >>> hi, lo = sliding_range(jnp.array([3., 1., 4., 1., 5.]), 3)
+      >>> hi.tolist(), lo.tolist()
+      ([4.0, 4.0, 5.0], [1.0, 1.0, 1.0])
+    """
+    hi, lo, k = values, values, 1
+    while 2 * k <= width:
+        hi, lo = jnp.maximum(hi[:-k], hi[k:]), jnp.minimum(lo[:-k], lo[k:])
+        k *= 2
+    n = values.shape[0] - width + 1
+    return (jnp.maximum(hi[:n], hi[width - k:width - k + n]),
+            jnp.minimum(lo[:n], lo[width - k:width - k + n]))
+
+
+def check_block(criteria: StopCriteria, step0: jax.Array, loss: jax.Array, grad_norm: jax.Array,
+                params_finite: jax.Array, first_loss: jax.Array, recent: jax.Array):
+    """:func:`check` applied to K consecutive steps at once, after they were computed.
+
+    Step j of the block is step t = step0 + j, with ``loss[j]``, ``grad_norm[j]``,
+    ``params_finite[j]``; ``recent`` holds the ``patience + 1`` losses before step0, oldest first,
+    NaN where not seen (:func:`recent_losses_init` at the start, or after a reset: NaNs always
+    come first). The rules and their precedence are those of :func:`check`, step by step; the
+    window's spread is computed for all K steps together (:func:`sliding_range`), which is what
+    lets the engine run K steps without any per-step stopping work.
+
+    Returns:
+      (stop, reason, first_loss, recent): ``stop`` the first j at which a rule fires (K if none),
+      ``reason`` its code (RUNNING if none), the loss at step 0 of the run, and the window of the
+      last ``patience + 1`` losses after the block (meaningful only when the run goes on).
+
+    Example:
+      >>> c = StopCriteria(max_steps=100, tol=1e-9, patience=2)
+      >>> losses = jnp.array([4., 2., 1., 1., 1., 1.])
+      >>> stop, reason, first, _ = check_block(c, jnp.int32(0), losses, jnp.ones(6), jnp.ones(6, bool),
+      ...                                      jnp.float64(0), recent_losses_init(c))
+      >>> int(stop), STOP_REASONS[int(reason)]       # steps 2, 3, 4 all at 1: calm at step 4
+      (4, 'converged')
+    """
+    k = loss.shape[0]
+    width = recent.shape[0]
+    steps = step0 + jnp.arange(k, dtype=step0.dtype)
+    first = jnp.where(step0 == 0, loss[0], first_loss)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & params_finite
+    ran_away = loss - first > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first))
+    diverged = ~finite | ran_away
+
+    window = jnp.concatenate([recent, loss])            # step j's window: window[j + 1 : j + 1 + width]
+    if k == 1:          # one step (the explorer's step-by-step runs): two reductions, fewer small ops
+        hi, lo = jnp.max(window[1:], keepdims=True), jnp.min(window[1:], keepdims=True)
+    else:
+        hi, lo = sliding_range(window[1:], width)
+    # NaNs (slots not yet written) are a prefix of `recent`: step j's window is full once it
+    # starts past them. A NaN loss inside the block stops the run there (diverged) before any
+    # later window matters. Fullness is tested by position, not through max/min, which drop
+    # NaNs in XLA:CPU's vectorised reductions.
+    unseen = jnp.sum(jnp.isnan(recent))
+    full = jnp.arange(k) + 1 >= unseen
+    calm = full & (hi - lo <= criteria.tol * jnp.maximum(1.0, jnp.abs(loss)))
+    converged = ((criteria.tol > 0) & calm) | ((criteria.grad_tol > 0) & (grad_norm <= criteria.grad_tol))
+
+    reason = jnp.where(diverged, DIVERGED,
+                       jnp.where(converged, CONVERGED,
+                                 jnp.where(steps >= criteria.max_steps, MAX_STEPS, RUNNING))).astype(jnp.int32)
+    stopped = reason != RUNNING
+    stop = jnp.where(jnp.any(stopped), jnp.argmax(stopped), k).astype(jnp.int32)
+    return stop, jnp.where(stop < k, reason[jnp.minimum(stop, k - 1)], RUNNING).astype(jnp.int32), first, \
+        window[k:]

@@ -58,7 +58,6 @@ VMAP_LANES = 32                   # runs computed at once under vmap (the others
 VMAP_CHUNK = 64                   # steps per chunk under vmap
 MAP_LANES = 4096                  # runs per compiled lax.map call
 FINAL_LANES = 16384               # runs at once under vmap when no trace is kept and steps are cheap
-CHEAP_STEP_FLOPS = 2000           # a loss and gradient under this many flops counts as cheap
 FINAL_CHUNK = 256                 # steps per chunk without traces
 OPTIMIZER_HYPERPARAMS = {"lr": "learning_rate", "momentum": "momentum", "damping": "damping",
                          "trust_region": "trust_region"}
@@ -282,12 +281,12 @@ class BatchResult(NamedTuple):
 
 
 @lru_cache(maxsize=32)
-def _batched_chunk(loss, metrics, fisher, in_domain, optimizer, criteria, length, vectorize):
+def _batched_chunk(loss, metrics, fisher, in_domain, optimizer, criteria, length, vectorize, block=1):
     import jax
 
     from gdlab import engine
 
-    program = engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length)
+    program = engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, block=block)
     if vectorize:
         return jax.jit(jax.vmap(program, in_axes=(0, None)))
     # one run after another inside the same compiled program: each run's arithmetic is exactly
@@ -297,33 +296,13 @@ def _batched_chunk(loss, metrics, fisher, in_domain, optimizer, criteria, length
     return jax.jit(lambda carry, data: jax.lax.map(lambda c: program(c, data), carry))
 
 
-def _step_flops(loss, theta, data) -> float:
-    """XLA's flop count of one loss-and-gradient evaluation (from the lowered program, not compiled);
-    ``inf`` when XLA does not say."""
-    import jax
-
-    key = (loss, np.shape(theta), np.asarray(theta).dtype.str)
-    if key not in _STEP_FLOPS:
-        if len(_STEP_FLOPS) >= 256:      # bounded: the keys hold loss functions alive
-            _STEP_FLOPS.clear()
-        try:
-            cost = jax.jit(jax.value_and_grad(loss)).lower(theta, data).cost_analysis() or {}
-            _STEP_FLOPS[key] = float(cost.get("flops", np.inf))
-        except Exception:                # a cost analysis is advice: never fail a sweep over it
-            _STEP_FLOPS[key] = np.inf
-    return _STEP_FLOPS[key]
-
-
-_STEP_FLOPS: dict = {}
-
-
 @lru_cache(maxsize=32)
-def _batched_final(loss, fisher, in_domain, optimizer, criteria, length, vectorize):
+def _batched_final(loss, fisher, in_domain, optimizer, criteria, length, vectorize, block=1):
     import jax
 
     from gdlab import engine
 
-    program = engine.final_program(loss, fisher, in_domain, optimizer, criteria, length)
+    program = engine.final_program(loss, fisher, in_domain, optimizer, criteria, length, block)
     if vectorize:
         return jax.jit(jax.vmap(program, in_axes=(0, None, 0, None)))
     return jax.jit(lambda carry, data, outcome, reach: jax.lax.map(lambda co: program(co[0], data, co[1], reach),
@@ -430,10 +409,13 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
         raise ValueError(f"init_params must have shape (N, P) with N ≥ 1, got {init_params.shape}.")
     n = init_params.shape[0]
     hyperparams = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in (hyperparams or {}).items()}
+    # cheap steps run in blocks with the stopping rules checked once a block (engine.block_function)
+    theta0 = jnp.asarray(init_params[0])
+    cheap = engine.block_size(objective.loss, theta0, objective.data) > 1
     if lanes is None:
         if not vectorize:
             lanes = MAP_LANES
-        elif keep_traces or _step_flops(objective.loss, init_params[0], objective.data) > CHEAP_STEP_FLOPS:
+        elif keep_traces or not cheap:
             lanes = VMAP_LANES
         else:
             # cheap steps: the width of the vectorised arithmetic pays, idle lanes cost little
@@ -441,6 +423,7 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
             # costly steps (a quadrature) gain more from refilling the lanes of early stops
             lanes = FINAL_LANES
     width = max(1, min(int(lanes), n))
+    asked = chunk_size is not None
     if chunk_size is None:
         # vmap: a batched while loop selects its whole state, trace buffers included, at every
         # step, so chunks with traces are short; lax.map: each run's loop ends at its stop, buffers
@@ -450,12 +433,17 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
         else:
             chunk_size = max(16, min(1024, ROW_BUDGET // width))
     length = max(1, min(int(chunk_size), criteria.max_steps + 1))
+    if asked:                       # a chunk size asked for is kept: blocks that divide it
+        block = engine.block_size(objective.loss, theta0, objective.data, length)
+    else:                           # whole blocks
+        block = engine.block_size(objective.loss, theta0, objective.data)
+        length = -(-length // block) * block
     if keep_traces:
         program = _batched_chunk(objective.loss, objective.metrics, objective.fisher, objective.in_domain, optimizer,
-                                 criteria, length, bool(vectorize))
+                                 criteria, length, bool(vectorize), block)
     else:
         program = _batched_final(objective.loss, objective.fisher, objective.in_domain, optimizer, criteria, length,
-                                 bool(vectorize))
+                                 bool(vectorize), block)
         level = jnp.asarray(np.inf if reach is None else reach)
 
     # every run's starting state, its own hyperparameters set in its optimizer state
