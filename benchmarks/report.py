@@ -65,7 +65,7 @@ def section(name: str, data: dict) -> list[str]:
             lines += [f"\nMissing peers: {', '.join(m['name'] + ' (' + m['reason'] + ')' for m in v['missing'])}"
                       if v["missing"] else "", ""]
     elif name == "fit":
-        lines += table(data["rows"], ["target", "divergence", "optimizer", "lr", "steps", "steps_over_natural",
+        lines += table(data["rows"], ["target", "divergence", "optimizer", "lr", "param", "steps", "steps_over_natural",
                                       "seconds", "final_kl"]) + [""]
         lines += table(data["goals"], list(data["goals"][0])) + [""]
     elif "rows" in data:

@@ -508,3 +508,33 @@ def test_a_blown_up_run_is_not_read_as_separable():
     assert res.stop_reason == "diverged"
     assert not res.separable
     assert "separable" not in res.message
+
+
+# ------------------------------------------------------------- X read in place when JAX can
+
+def _copy_at(a: np.ndarray, offset: int) -> np.ndarray:
+    buf = np.empty(a.size + 16, a.dtype)
+    start = (-buf.ctypes.data % 64 + offset) // a.itemsize
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_on_device_reads_an_aligned_array_in_place_and_copies_others():
+    from gdlab.training import on_device
+
+    a = np.random.default_rng(0).normal(size=(50, 4))
+    aligned, shifted = _copy_at(a, 0), _copy_at(a, 16)
+    assert on_device(aligned).unsafe_buffer_pointer() == aligned.ctypes.data       # no copy
+    assert on_device(shifted).unsafe_buffer_pointer() != shifted.ctypes.data       # copied
+    np.testing.assert_array_equal(np.asarray(on_device(aligned)), a)
+    np.testing.assert_array_equal(np.asarray(on_device(shifted)), a)
+    np.testing.assert_array_equal(np.asarray(on_device(a[:, 1])), a[:, 1])          # not contiguous: copied
+
+
+def test_training_on_an_aligned_or_a_copied_matrix_gives_the_same_fit():
+    X, y = skd.load_breast_cancer(return_X_y=True)
+    runs = [gdlab.train((_copy_at(X, offset), y.astype(float)), "logistic", optimizer=optim.natural(),
+                        test_size=0.0, C=1.0) for offset in (0, 16)]
+    assert runs[0].steps == runs[1].steps
+    np.testing.assert_array_equal(runs[0].params, runs[1].params)

@@ -352,6 +352,25 @@ class _DeviceArrays(NamedTuple):
     test_zeros: jax.Array
 
 
+def on_device(a: Any) -> jax.Array:
+    """``a`` as a JAX array, without a copy where JAX can read the NumPy buffer as it is.
+
+    XLA:CPU reads a host buffer in place when it is C-contiguous, of the dtype JAX computes in,
+    and aligned to 64 bytes (pyarrow's buffers are; NumPy's own allocations are aligned to 16,
+    so an X made by NumPy is copied: 0.35–0.65 s for 10⁶ × 100 float64 here). The array is only
+    read during the call that made it.
+
+    Example:
+      >>> import numpy as np
+      >>> float(on_device(np.arange(3.0)).sum())
+      3.0
+    """
+    if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.ctypes.data % 64 == 0 \
+            and a.dtype == jax.dtypes.canonicalize_dtype(a.dtype):
+        return jax.device_put(a)
+    return jnp.asarray(a)
+
+
 _DEVICE_CACHE: list = []          # [(weak reference to a Dataset's X_train, its _DeviceArrays)]
 
 
@@ -361,8 +380,8 @@ def _device_arrays(ds: datamod.Dataset) -> _DeviceArrays:
     for ref, dev in _DEVICE_CACHE:
         if ref() is ds.X_train:
             return dev
-    dev = _DeviceArrays(jnp.asarray(ds.X_train), jnp.asarray(ds.y_train), jnp.asarray(ds.X_test),
-                        jnp.asarray(ds.y_test), jnp.ones(ds.n_train, bool), jnp.zeros(ds.n_train, bool),
+    dev = _DeviceArrays(on_device(ds.X_train), on_device(ds.y_train), on_device(ds.X_test),
+                        on_device(ds.y_test), jnp.ones(ds.n_train, bool), jnp.zeros(ds.n_train, bool),
                         jnp.ones(ds.n_test, bool), jnp.zeros(ds.n_test, bool))
     try:
         _DEVICE_CACHE[:] = [(weakref.ref(ds.X_train), dev)]
