@@ -410,7 +410,8 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
         chunks = iter(batches)
     pieces = []
     start = time.perf_counter()
-    steps_next = FIRST_CHUNK
+    # the first chunk is short so that progress shows early, unless steps are cheap (blocks)
+    steps_next = FIRST_CHUNK if batches is not None or block == 1 else length
     for xs in chunks:
         limit = None
         if batches is not None:

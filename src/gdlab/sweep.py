@@ -57,7 +57,7 @@ ROW_BUDGET = 2 ** 20              # cells × steps per chunk kept in memory at o
 VMAP_LANES = 32                   # runs computed at once under vmap (the others queue for a lane)
 VMAP_CHUNK = 64                   # steps per chunk under vmap
 MAP_LANES = 4096                  # runs per compiled lax.map call
-FINAL_LANES = 16384               # runs at once under vmap when no trace is kept and steps are cheap
+FINAL_LANES = 1024                # runs at once under vmap when no trace is kept and steps are cheap
 FINAL_CHUNK = 256                 # steps per chunk without traces
 OPTIMIZER_HYPERPARAMS = {"lr": "learning_rate", "momentum": "momentum", "damping": "damping",
                          "trust_region": "trust_region"}
@@ -418,9 +418,10 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
         elif keep_traces or not cheap:
             lanes = VMAP_LANES
         else:
-            # cheap steps: the width of the vectorised arithmetic pays, idle lanes cost little
-            # (benchmarks/bench_grid.py: 10⁴ Rosenbrock cells 0.42 s in lanes of 1,024, 0.30 s in one);
-            # costly steps (a quadrature) gain more from refilling the lanes of early stops
+            # cheap steps: wide lanes vectorise the arithmetic, but a block's rows (steps x lanes)
+            # should stay in cache: 10⁴ Rosenbrock cells took 2.4x longer in one lane set of 16,384
+            # than in lanes of 1,024 (benchmarks/bench_grid.py's workload); costly steps (a
+            # quadrature) gain more from refilling the lanes of early stops
             lanes = FINAL_LANES
     width = max(1, min(int(lanes), n))
     asked = chunk_size is not None
