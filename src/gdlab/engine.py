@@ -3,14 +3,18 @@ r"""The compiled optimization loop: chunks of steps under ``lax.while_loop``, ea
 One step at θ_t:
 
 1. L_t, g_t = L(θ_t), ∇L(θ_t); record (t, L_t, ‖g_t‖, θ_t, metrics(θ_t));
-2. decide with :func:`gdlab.stopping.check` whether the run stops at θ_t;
+2. decide with the rules of :mod:`gdlab.stopping` whether the run stops at θ_t;
 3. if not: u_t, s_{t+1} = optimizer.update(g_t, s_t, θ_t); θ_{t+1} = θ_t + u_t; record η_t.
 
 Steps run in compiled chunks (``jit`` of a ``lax.while_loop`` writing the trace rows into
-buffers); a chunk ends at the stop, so no step is computed after it. Between chunks Python checks
-the stop flag and calls ``callback`` (progress bars, the web stream). The objective's data
-(a target, a data set) is an argument of the compiled chunk, not a constant baked into it, so a
-new problem of the same shapes reuses the compiled code.
+buffers). Inside a chunk, cheap steps run in blocks of :data:`BLOCK`: a plain ``lax.scan`` of
+steps 1 and 3, then the rules of step 2 for the whole block at once
+(:func:`gdlab.stopping.check_block`), which finds the same stop as checking after every step
+and returns the run to θ of that step; the steps computed past it are dropped. Costly steps (a
+pass over a data set) run in blocks of one, so no step is computed after the stop. Between
+chunks Python checks the stop flag and calls ``callback`` (progress bars, the web stream). The
+objective's data (a target, a data set) is an argument of the compiled chunk, not a constant
+baked into it, so a new problem of the same shapes reuses the compiled code.
 """
 
 from __future__ import annotations
@@ -206,7 +210,7 @@ def advance_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
 
 def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                    optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, block: int,
-                   batched: bool = False, trace: bool = True):
+                   batched: bool = False, trace: bool = True, lanes_axis: str | None = None):
     """``block`` steps, then the stopping rules for all of them: ``(carry, data, xs) -> (carry, rows, n)``.
 
     The steps run in a ``lax.scan`` with no per-step branch or select (under ``vmap`` a per-step
@@ -215,7 +219,8 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     would. The carry returned holds θ_{t0+s} and the stop reason if the run stopped in the block,
     else θ_{t0+block}. ``rows`` has ``block`` rows (leading axis), ``n`` of them valid: the steps
     up to and including the stop. The optimizer state is the one after the block (a stopped run
-    never reads it again). With ``batched``, ``xs`` has one mini-batch per step.
+    never reads it again). With ``batched``, ``xs`` has one mini-batch per step. ``lanes_axis``:
+    the name of the ``vmap`` axis when runs are batched (see :func:`gdlab.stopping.check_block`).
     """
     advance = advance_function(loss, metrics, fisher, in_domain, optimizer, trace)
 
@@ -237,7 +242,8 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
         grad_norm = rows.get("grad_norm", jnp.zeros(block, rows["loss"].dtype))
         params_finite = rows.pop("params_finite") if trace else jnp.ones(block, bool)
         stop, reason, first, recent = stopping.check_block(criteria, carry.step, rows["loss"], grad_norm,
-                                                           params_finite, carry.first_loss, carry.recent_losses)
+                                                           params_finite, carry.first_loss, carry.recent_losses,
+                                                           carry.reason == stopping.RUNNING, lanes_axis)
         stopped = stop < block
         at = jnp.minimum(stop, block - 1)
         params = jax.tree_util.tree_map(lambda r, p: jnp.where(stopped, r[at], p), rows["params"], params)
@@ -251,7 +257,7 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
 
 def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                   optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
-                  batched: bool = False, block: int = 1):
+                  batched: bool = False, block: int = 1, lanes_axis: str | None = None):
     """The uncompiled program of one chunk: ``(carry, data, batches, limit) -> (carry, rows)``.
 
     It runs blocks of ``block`` steps (:func:`block_function`; ``length`` is a multiple of it)
@@ -264,7 +270,8 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     """
     if length % block:
         raise ValueError(f"length must be a multiple of block, got {length=} and {block=}.")
-    run_block = block_function(loss, metrics, fisher, in_domain, optimizer, criteria, block, batched)
+    run_block = block_function(loss, metrics, fisher, in_domain, optimizer, criteria, block, batched,
+                               lanes_axis=lanes_axis)
 
     def run_chunk(carry: Carry, data, batches=None, limit=None):
         limit = length if limit is None else jnp.minimum(limit, length)
@@ -314,7 +321,7 @@ def outcome_init(dtype=jnp.float64) -> Outcome:
 
 
 def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTransformation,
-                  criteria: stopping.StopCriteria, length: int, block: int = 1):
+                  criteria: stopping.StopCriteria, length: int, block: int = 1, lanes_axis: str | None = None):
     """The uncompiled program of a chunk that records nothing: ``(carry, data, outcome, reach) ->
     (carry, outcome)``.
 
@@ -327,7 +334,8 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
     """
     if length % block:
         raise ValueError(f"length must be a multiple of block, got {length=} and {block=}.")
-    run_block = block_function(loss, None, fisher, in_domain, optimizer, criteria, block, trace=False)
+    run_block = block_function(loss, None, fisher, in_domain, optimizer, criteria, block, trace=False,
+                               lanes_axis=lanes_axis)
 
     def run_final(carry: Carry, data, outcome: Outcome, reach):
         def running(state):

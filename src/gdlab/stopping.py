@@ -110,7 +110,8 @@ def sliding_range(values: jax.Array, width: int) -> tuple[jax.Array, jax.Array]:
 
 
 def check_block(criteria: StopCriteria, step0: jax.Array, loss: jax.Array, grad_norm: jax.Array,
-                params_finite: jax.Array, first_loss: jax.Array, recent: jax.Array):
+                params_finite: jax.Array, first_loss: jax.Array, recent: jax.Array, active: jax.Array = True,
+                lanes_axis: str | None = None):
     """:func:`check` applied to K consecutive steps at once, after they were computed.
 
     Step j of the block is step t = step0 + j, with ``loss[j]``, ``grad_norm[j]``,
@@ -118,7 +119,9 @@ def check_block(criteria: StopCriteria, step0: jax.Array, loss: jax.Array, grad_
     NaN where not seen (:func:`recent_losses_init` at the start, or after a reset: NaNs always
     come first). The rules and their precedence are those of :func:`check`, step by step; the
     window's spread is computed for all K steps together (:func:`sliding_range`), which is what
-    lets the engine run K steps without any per-step stopping work.
+    lets the engine run K steps without any per-step stopping work. ``active``: False for a run
+    that has stopped already (under ``vmap`` its lane still computes); ``lanes_axis``: the name of
+    the ``vmap`` axis of the lanes, if any.
 
     Returns:
       (stop, reason, first_loss, recent): ``stop`` the first j at which a rule fires (K if none),
@@ -142,17 +145,34 @@ def check_block(criteria: StopCriteria, step0: jax.Array, loss: jax.Array, grad_
     diverged = ~finite | ran_away
 
     window = jnp.concatenate([recent, loss])            # step j's window: window[j + 1 : j + 1 + width]
-    if k == 1:          # one step (the explorer's step-by-step runs): two reductions, fewer small ops
-        hi, lo = jnp.max(window[1:], keepdims=True), jnp.min(window[1:], keepdims=True)
-    else:
-        hi, lo = sliding_range(window[1:], width)
     # NaNs (slots not yet written) are a prefix of `recent`: step j's window is full once it
     # starts past them. A NaN loss inside the block stops the run there (diverged) before any
     # later window matters. Fullness is tested by position, not through max/min, which drop
     # NaNs in XLA:CPU's vectorised reductions.
     unseen = jnp.sum(jnp.isnan(recent))
     full = jnp.arange(k) + 1 >= unseen
-    calm = full & (hi - lo <= criteria.tol * jnp.maximum(1.0, jnp.abs(loss)))
+    threshold = criteria.tol * jnp.maximum(1.0, jnp.abs(loss))
+
+    def spread_calm():
+        if k == 1:      # one step (the explorer's step-by-step runs): two reductions, fewer small ops
+            hi, lo = jnp.max(window[1:], keepdims=True), jnp.min(window[1:], keepdims=True)
+        else:
+            hi, lo = sliding_range(window[1:], width)
+        return full & (hi - lo <= threshold)
+
+    if criteria.tol > 0 and k > 1:
+        # The window's spread is most of the cost of the rules. A window is calm only if its last
+        # two losses are that close (their difference is at most the spread, in floating point
+        # too: rounding is monotone), so the spread is computed only in blocks where some step
+        # passes that test; under vmap, over every lane (`lanes_axis`), so that the branch is
+        # taken or skipped for all lanes together rather than computed and selected.
+        close = full & (jnp.abs(loss - window[width - 1:-1]) <= threshold) & active
+        needed = jnp.any(close)
+        if lanes_axis is not None:
+            needed = jax.lax.psum(needed.astype(jnp.int32), lanes_axis) > 0
+        calm = jax.lax.cond(needed, spread_calm, lambda: jnp.zeros(k, bool))
+    else:
+        calm = spread_calm()
     converged = ((criteria.tol > 0) & calm) | ((criteria.grad_tol > 0) & (grad_norm <= criteria.grad_tol))
 
     reason = jnp.where(diverged, DIVERGED,

@@ -57,6 +57,7 @@ ROW_BUDGET = 2 ** 20              # cells × steps per chunk kept in memory at o
 VMAP_LANES = 32                   # runs computed at once under vmap (the others queue for a lane)
 VMAP_CHUNK = 64                   # steps per chunk under vmap
 MAP_LANES = 4096                  # runs per compiled lax.map call
+LANES_AXIS = "lanes"              # the vmap axis of the runs (stopping rules skip work for all lanes at once)
 FINAL_LANES = 1024                # runs at once under vmap when no trace is kept and steps are cheap
 FINAL_CHUNK = 256                 # steps per chunk without traces
 OPTIMIZER_HYPERPARAMS = {"lr": "learning_rate", "momentum": "momentum", "damping": "damping",
@@ -286,9 +287,11 @@ def _batched_chunk(loss, metrics, fisher, in_domain, optimizer, criteria, length
 
     from gdlab import engine
 
-    program = engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, block=block)
     if vectorize:
-        return jax.jit(jax.vmap(program, in_axes=(0, None)))
+        program = engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, block=block,
+                                       lanes_axis=LANES_AXIS)
+        return jax.jit(jax.vmap(program, in_axes=(0, None), axis_name=LANES_AXIS))
+    program = engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, block=block)
     # one run after another inside the same compiled program: each run's arithmetic is exactly
     # a single run's (vmap's vectorised code may round differently, e.g. where it fuses a
     # multiply-add or sums a quadrature in another order, and a stop decided at the rounding
@@ -302,9 +305,10 @@ def _batched_final(loss, fisher, in_domain, optimizer, criteria, length, vectori
 
     from gdlab import engine
 
-    program = engine.final_program(loss, fisher, in_domain, optimizer, criteria, length, block)
     if vectorize:
-        return jax.jit(jax.vmap(program, in_axes=(0, None, 0, None)))
+        program = engine.final_program(loss, fisher, in_domain, optimizer, criteria, length, block, LANES_AXIS)
+        return jax.jit(jax.vmap(program, in_axes=(0, None, 0, None), axis_name=LANES_AXIS))
+    program = engine.final_program(loss, fisher, in_domain, optimizer, criteria, length, block)
     return jax.jit(lambda carry, data, outcome, reach: jax.lax.map(lambda co: program(co[0], data, co[1], reach),
                                                                    (carry, outcome)))
 
