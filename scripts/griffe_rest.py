@@ -18,10 +18,13 @@ import griffe
 _MATH = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<inline>\S.*)?\n(?P<block>(?:(?:(?P=indent)[ \t]+\S.*)?\n|[ \t]*\n)*)",
                    re.MULTILINE)
 _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc):`~?([^`]+)`")
+# griffe's Google parser knows "Examples:" (it typesets the >>> lines as code); gdlab writes "Example:".
+_EXAMPLE = re.compile(r"^(?P<indent>[ \t]*)Example:[ \t]*$", re.MULTILINE)
 
 
 def markdown_docstring(text: str) -> str:
-    r"""The docstring ``text`` with its ``.. math::`` blocks as ``$$`` blocks and its roles as code.
+    r"""The docstring ``text`` with its ``.. math::`` blocks as ``$$`` blocks, its roles as code and
+    its ``Example:`` section as the ``Examples:`` griffe parses.
 
     Args:
       text: a docstring, already dedented (as griffe stores it).
@@ -47,7 +50,9 @@ def markdown_docstring(text: str) -> str:
         lines = ["$$", *formula.splitlines(), "$$"]
         return "\n".join(indent + line if line.strip() else "" for line in lines) + "\n\n"
 
-    return _ROLE.sub(r"`\1`", _MATH.sub(block, text)).rstrip("\n") if text else text
+    if not text:
+        return text
+    return _EXAMPLE.sub(r"\g<indent>Examples:", _ROLE.sub(r"`\1`", _MATH.sub(block, text))).rstrip("\n")
 
 
 class RestToMarkdown(griffe.Extension):

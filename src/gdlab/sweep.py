@@ -965,8 +965,9 @@ def sweep_train(data: Any, model: str = "logistic", optimizer: str = "gd", grid:
     per-epoch stopping rule of :func:`gdlab.train`).
 
     Args:
-      data, model, loss, target, features, test_size, standardize, init, seed, l2, C, solver, epochs,
-      max_steps, tol, patience, grad_tol: as :func:`gdlab.train` (batch mode), the same for every cell.
+      data: as :func:`gdlab.train` (batch mode), the same for every cell, and so are ``model``,
+        ``loss``, ``target``, ``features``, ``test_size``, ``standardize``, ``init``, ``seed``, ``l2``,
+        ``C``, ``solver``, ``epochs``, ``max_steps``, ``tol``, ``patience`` and ``grad_tol``.
       optimizer: ``gd``, ``momentum``, ``nesterov``, ``adam``, ``natural`` or ``natural-diag``
         (built by :func:`gdlab.training.make_optimizer`, as ``gdlab train`` builds them).
       grid: the axes (as :func:`sweep_fit`). Names: ``lr``, ``momentum`` (momentum, nesterov,

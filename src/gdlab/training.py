@@ -459,8 +459,8 @@ class TrainResult:
       trace: per step ``step, loss, grad_norm, lr, params, weight_norm`` (batch mode adds
         ``data_loss, test_loss`` and the metrics); per epoch ``epoch, epoch_step, epoch_loss,
         epoch_test_loss, epoch_grad_norm`` and ``epoch_<metric>``, ``epoch_test_<metric>``.
-      model, features, target, classes, mean, scale, l2, batch_size, n_train, n_test, elapsed,
-      params (the flat θ).
+      model: the :class:`gdlab.models.Model`; likewise ``features``, ``target``, ``classes``, ``mean``,
+        ``scale``, ``l2``, ``batch_size``, ``n_train``, ``n_test``, ``elapsed`` and ``params`` (the flat θ).
     """
 
     weights: np.ndarray
@@ -801,7 +801,7 @@ class FullBatchProblem(NamedTuple):
       objective: the engine's :class:`gdlab.engine.Objective` (J, the metrics, the Fisher the optimizer needs).
       theta0: θ₀, a flat float array. criteria: the stopping rules of the run.
       finish: ``finish(theta, stop_reason) -> FullBatchEnd``: what :func:`train` reports at the end.
-      model, source (the :class:`gdlab.data.Dataset`), l2 (λ), fisher_kind.
+      model: the model; likewise ``source`` (the :class:`gdlab.data.Dataset`), ``l2`` (λ) and ``fisher_kind``.
     """
 
     objective: engine.Objective
@@ -832,8 +832,9 @@ def full_batch_problem(data: Any, model: str = "logistic", loss: str | None = No
     a penalty). Call it with JAX in 64-bit mode for float64 (``jax.enable_x64``).
 
     Args:
-      data, model, loss, target, features, epochs, max_steps, test_size, standardize, init, seed, l2, C,
-      solver, tol, patience, grad_tol, memory_limit: as :func:`train`.
+      data: as :func:`train`, and so are ``model``, ``loss``, ``target``, ``features``, ``epochs``,
+        ``max_steps``, ``test_size``, ``standardize``, ``init``, ``seed``, ``l2``, ``C``, ``solver``,
+        ``tol``, ``patience``, ``grad_tol`` and ``memory_limit``.
       optimizer: the optax transform that will run (it decides which Fisher the objective carries:
         none, dense, Fisher-vector products or the diagonal); default ``gd``.
 
