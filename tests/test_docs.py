@@ -37,11 +37,12 @@ def site(tmp_path_factory) -> Path:
 
 
 def public_objects(module_name: str) -> list[tuple[str, object]]:
-    """The functions and classes a module defines under names without a leading underscore."""
+    """The functions (decorated ones included) and classes a module defines under names without a
+    leading underscore."""
     module = importlib.import_module(module_name)
     return [(name, obj) for name, obj in vars(module).items()
-            if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-            and obj.__module__ == module_name]
+            if not name.startswith("_") and (inspect.isfunction(inspect.unwrap(obj)) or inspect.isclass(obj))
+            and getattr(obj, "__module__", None) == module_name]
 
 
 # --- the guides -------------------------------------------------------------------------------
@@ -129,13 +130,14 @@ DOCUMENTED = ("gdlab.fitting", "gdlab.optim", "gdlab.schedules", "gdlab.fisher",
 
 def top_level_functions() -> list[tuple[str, object]]:
     return [(f"gdlab.{name}", getattr(gdlab, name)) for name in gdlab._ATTRIBUTES
-            if inspect.isfunction(getattr(gdlab, name))]
+            if inspect.isfunction(inspect.unwrap(getattr(gdlab, name)))]
 
 
 def test_public_functions_state_their_arguments_and_give_an_example():
     functions = top_level_functions()
     for module in DOCUMENTED:
-        functions += [(f"{module}.{name}", obj) for name, obj in public_objects(module) if inspect.isfunction(obj)]
+        functions += [(f"{module}.{name}", obj) for name, obj in public_objects(module)
+                      if inspect.isfunction(inspect.unwrap(obj))]
     problems = []
     for qualname, fn in functions:
         doc = inspect.getdoc(fn) or ""
