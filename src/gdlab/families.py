@@ -222,6 +222,23 @@ def make_family(name: str, dim: int, param: str | None = None) -> Family:
     In 1-D both names give the 1-D Gaussian, whose parameterization ``param`` defaults to
     ``mean_var`` (the source text's Mean and Variance). In d > 1 dimensions, ``gaussian`` is
     parameterized by ``cholesky`` and ``diag-gaussian`` by ``mean_logstd``.
+
+    Args:
+      name: ``gaussian`` or ``diag-gaussian``.
+      dim: d ≥ 1.
+      param: the parameterization (1-D: ``mean_var``, ``mean_std``, ``mean_logstd``,
+        ``mean_precision``, ``natural``, ``expectation``; d-D: the one the name allows, or None).
+
+    Returns:
+      A :class:`Family` with ``n_params`` entries in θ (2 in 1-D; d + d(d+1)/2 for ``gaussian``,
+      2d for ``diag-gaussian``).
+
+    Example:
+      >>> make_family("diag-gaussian", 3).n_params, make_family("gaussian", 3).n_params
+      (6, 9)
+      >>> fam = make_family("gaussian", 1, "mean_precision")
+      >>> [float(x) for x in fam.from_moments(jnp.array([1.0]), jnp.array([[4.0]]))]    # (m, 1/v)
+      [1.0, 0.25]
     """
     if name not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {name!r}.")

@@ -392,10 +392,29 @@ def _weights(p: _Parser, terms: list[_Term]) -> np.ndarray:
 # ------------------------------------------------------------------ public
 
 def parse_distribution(text: str, what: str = "distribution") -> MixtureSpec:
-    """Parse a normal or mixture written as in the module docstring.
+    r"""Parse a normal or mixture written as in the module docstring.
 
     ``what`` names the input in error messages, e.g. ``what="--target"``.
     Raises :class:`SpecError` (and nothing else) for any string that is not a valid spec.
+
+    .. math::  p(x) = \sum_k w_k\, \mathcal N(x;\ m_k, C_k), \qquad w_k > 0,\ \sum_k w_k = 1
+
+    Args:
+      text: e.g. ``"N(2, 1)"`` (mean, **variance**), ``"0.3*N(-2, 0.36) + 0.7*N(1.5, 0.16)"`` or
+        ``"N([1, 2], [[2, 0.5], [0.5, 1]])"``.
+      what: the input's name for error messages.
+
+    Returns:
+      A :class:`MixtureSpec`: weights (K,), means (K, d), covariances (K, d, d) and the text.
+
+    Example:
+      >>> spec = parse_distribution("0.3*N(-2, 0.36) + 0.7*N(1.5, 0.16)")
+      >>> spec.weights.tolist(), spec.means[:, 0].tolist(), spec.covs[:, 0, 0].tolist()
+      ([0.3, 0.7], [-2.0, 1.5], [0.36, 0.16])
+      >>> parse_distribution("N(0, -1)", what="--target")
+      Traceback (most recent call last):
+      ...
+      gdlab.specs.SpecError: --target "N(0, -1)": the variance of component 1 must be positive, got -1.0; write N(mean, variance) with variance > 0.
     """
     if not isinstance(text, str):
         raise TypeError(f"{what}: expected a string, got {type(text).__name__}")

@@ -883,6 +883,19 @@ def sweep_landscape(function: Any, init: Any = None, optimizer: str = "gd", grid
     :func:`gdlab.landscapes.minimize`; the columns end with ``x`` (and ``y``), the final point,
     and ``at_global_minimum`` (within 1e-6 of a recorded global minimum; named landscapes only).
 
+    Args:
+      function: a landscape, its name or an expression in x (and y).
+      init: the start point (default: the landscape's).
+      optimizer: ``gd``, ``momentum``, ``nesterov`` or ``adam``.
+      grid: the axes, e.g. ``["lr=0.001:0.3:20:log", "momentum=0,0.5,0.9"]``.
+      lr, momentum, schedule, decay, decay_steps, alpha, period, period_mult: every cell's
+        settings where the grid does not vary them.
+      max_steps, tol, patience, grad_tol: the stopping rules (:mod:`gdlab.stopping`).
+      reach, chunk_size, lanes, vectorize, callback, precision: as :func:`sweep_fit`.
+
+    Returns:
+      A :class:`SweepResult` (kind ``"landscape"``), one row per cell.
+
     Example:
       >>> res = sweep_landscape("double-well", 1.5, "gd", ["lr=0.01,0.1"], max_steps=2000)
       >>> [round(x, 6) for x in res.columns["x"]]          # the small step stays, the large one escapes
