@@ -147,6 +147,21 @@ def main(out_dir: Path, quick: bool = False) -> None:
     print("J − J*(scikit-learn) per step: " + ", ".join(f"{v:.1e}" for v in gaps))
     assert scoring.stop_reason == "converged" and scoring.steps <= 12 and abs(gaps[-1]) < 1e-8
 
+    # Newton's method converges quadratically near the optimum: e_{k+1} ≈ C e_k², so the ratio
+    # e_{k+1} / e_k² settles to a constant (about the same for every step once e_k is small)
+    # while the error itself squares away, the digits doubling per step.
+    pairs = [(a, b) for a, b in zip(gaps[:-1], gaps[1:]) if a < 1e-2 and b > 1e-12]
+    ratios = [b / a ** 2 for a, b in pairs]
+    print("e_{k+1} / e_k²: " + ", ".join(f"{r:.1f}" for r in ratios))
+    assert len(ratios) >= 3 and max(ratios) < 5 * min(ratios)
+    fig, ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+    ax.semilogy(np.arange(len(gaps)), np.maximum(gaps, 1e-16), "o-", label="Fisher scoring (natural gradient, lr 1)")
+    ax.set(xlabel="step", ylabel="J − J* (scikit-learn's optimum)", title="Fisher scoring on breast_cancer")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "fisher_scoring.png")
+    plt.close(fig)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

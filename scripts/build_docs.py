@@ -6,8 +6,9 @@
 Nothing it makes is committed. It copies docs/ into a staging folder (``--work``, default
 build/docs-src), then
 
-1. runs every guide in ``examples/`` (``main(out_dir, quick)``) and writes its figures into
-   ``guides/figures/NAME/``; a guide that fails (its ``assert``s check its numbers) fails the build;
+1. runs every guide in ``examples/`` (as a script, ``--out DIR [--quick]``, all of them at once)
+   and writes its figures into ``guides/figures/NAME/``; a guide that fails (its ``assert``s check
+   its numbers) fails the build;
 2. renders each guide into ``guides/NAME.md``: the module docstring, then for each ``# %% Title``
    cell its prose (the comment lines that open the cell), its code and the figures it saves (the
    ``"*.png"`` names in its code), and at the end what the script printed;
@@ -22,10 +23,7 @@ build/docs-src), then
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import importlib.util
-import io
 import re
 import shutil
 import subprocess
@@ -49,24 +47,30 @@ class BuildError(Exception):
     """A reason the site cannot be built, in one sentence."""
 
 
-def load_example(name: str):
-    """Import ``examples/NAME.py`` as a module (the examples folder is not a package)."""
-    path = ROOT / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"gdlab_example_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_examples(names: list[str], out_dirs: list[Path], quick: bool) -> list[str]:
+    """Run guides as scripts (``python examples/NAME.py --out DIR [--quick]``), all at once, and return
+    what each printed. Each is its own process: on several cores they overlap (most of their time
+    is JAX compiling), and none sees another's JAX settings. A guide that fails fails the build."""
+    start = time.perf_counter()
+    procs = []
+    for name, out_dir in zip(names, out_dirs):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out", str(out_dir)]
+        procs.append(subprocess.Popen(command + (["--quick"] if quick else []), cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    printed = []
+    for name, proc in zip(names, procs):
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise BuildError(f"examples/{name}.py failed (exit {proc.returncode}):\n{err[-4000:]}")
+        printed.append(out)
+    print(f"  ran {', '.join(names)} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return printed
 
 
 def run_example(name: str, out_dir: Path, quick: bool) -> str:
     """Run one guide into ``out_dir`` and return what it printed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO()
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(buffer):
-        load_example(name).main(out_dir, quick=quick)
-    print(f"  {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return buffer.getvalue()
+    return run_examples([name], [out_dir], quick)[0]
 
 
 def split_cells(source: str) -> tuple[str, list[tuple[str, str, str]]]:
@@ -200,9 +204,8 @@ def stage(work: Path, site: Path, quick: bool) -> Path:
         shutil.rmtree(docs)
     shutil.copytree(ROOT / "docs", docs)
     guides_nav = []
-    for name in GUIDES:
-        figures = docs / "guides" / "figures" / name
-        printed = run_example(name, figures, quick)
+    figure_dirs = [docs / "guides" / "figures" / name for name in GUIDES]
+    for name, figures, printed in zip(GUIDES, figure_dirs, run_examples(list(GUIDES), figure_dirs, quick)):
         page = render_guide(name, printed, figures, quick)
         (docs / "guides" / f"{name}.md").write_text(page)
         guides_nav.append({page.splitlines()[0].removeprefix("# "): f"guides/{name}.md"})

@@ -124,8 +124,9 @@ def test_the_site_loads_nothing_from_the_network(site):
 
 # The modules whose every public function states its arguments and gives an example (a doctest
 # the suite runs). A module joins this list once its docstrings are complete.
-DOCUMENTED = ("gdlab.fitting", "gdlab.optim", "gdlab.schedules", "gdlab.fisher", "gdlab.divergences",
-              "gdlab.invariance", "gdlab.stopping")
+DOCUMENTED = ("gdlab.fitting", "gdlab.optim", "gdlab.schedules", "gdlab.stopping", "gdlab.families",
+              "gdlab.targets", "gdlab.divergences", "gdlab.specs", "gdlab.fisher", "gdlab.invariance",
+              "gdlab.landscapes")
 
 
 def top_level_functions() -> list[tuple[str, object]]:

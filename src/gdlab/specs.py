@@ -141,7 +141,20 @@ def tokenize(text: str, token_re: re.Pattern = _TOKEN_RE, literal: str = "punct"
     """Split ``text`` into tokens by the named groups of ``token_re``: a ``space`` match is dropped,
     a ``literal`` match is its own kind (``"("``, ``"+"``), any other group names the kind; a
     character no group matches becomes an ``other`` token, which the parser refuses in context
-    with its position. Ends with an ``end`` token. The expression grammar reuses it."""
+    with its position. Ends with an ``end`` token. The expression grammar reuses it.
+
+    Args:
+      text: the text to split.
+      token_re: a compiled pattern of named groups (default: the spec grammar's).
+      literal: the group whose matches are their own kind.
+
+    Returns:
+      The tokens (kind, text, position), the last of kind ``end``.
+
+    Example:
+      >>> [(t.kind, t.text) for t in tokenize("N(2, 1)")]
+      [('word', 'N'), ('(', '('), ('number', '2'), (',', ','), ('number', '1'), (')', ')'), ('end', '')]
+    """
     tokens, pos = [], 0
     while pos < len(text):
         match = token_re.match(text, pos)
@@ -160,7 +173,19 @@ def tokenize(text: str, token_re: re.Pattern = _TOKEN_RE, literal: str = "punct"
 
 
 def quote(text: str, limit: int = 40) -> str:
-    """Text fit to quote inside a one-line message: no line breaks or control characters."""
+    r"""Text fit to quote inside a one-line message: no line breaks or control characters.
+
+    Args:
+      text: what the user gave.
+      limit: characters kept before "...".
+
+    Returns:
+      The text, escaped and cut.
+
+    Example:
+      >>> quote("N(0,\n1)"), quote("x" * 50, limit=5)
+      ('N(0,\\n1)', 'xxxxx...')
+    """
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
     return shown + ("..." if len(text) > limit else "")
 
@@ -439,6 +464,16 @@ def format_distribution(spec: MixtureSpec) -> str:
     Numbers are written with ``repr(float)`` (shortest exact form).  Scalar 1-D specs use the scalar
     form N(m, v); all others a mean vector and a full covariance matrix.  Weights are left out when they
     are exactly the equal weights 1/k that the parser assigns to unweighted mixtures.
+
+    Args:
+      spec: a parsed spec.
+
+    Returns:
+      The text.
+
+    Example:
+      >>> format_distribution(parse_distribution("0.25*N(-2, 0.36) + 0.75*N(1.5, 0.16)"))
+      '0.25*N(-2.0, 0.36) + 0.75*N(1.5, 0.16)'
     """
     def num(x: float) -> str:
         return repr(float(x))  # float() first: repr(np.float64) is "np.float64(...)" in numpy 2
