@@ -126,7 +126,8 @@ def test_the_site_loads_nothing_from_the_network(site):
 # the suite runs). A module joins this list once its docstrings are complete.
 DOCUMENTED = ("gdlab.fitting", "gdlab.optim", "gdlab.schedules", "gdlab.stopping", "gdlab.families",
               "gdlab.targets", "gdlab.divergences", "gdlab.specs", "gdlab.fisher", "gdlab.invariance",
-              "gdlab.landscapes", "gdlab.models", "gdlab.plots")
+              "gdlab.landscapes", "gdlab.models", "gdlab.plots", "gdlab.comparison", "gdlab.data",
+              "gdlab.expressions")
 
 
 def top_level_functions() -> list[tuple[str, object]]:
