@@ -127,7 +127,7 @@ def test_the_site_loads_nothing_from_the_network(site):
 DOCUMENTED = ("gdlab.fitting", "gdlab.optim", "gdlab.schedules", "gdlab.stopping", "gdlab.families",
               "gdlab.targets", "gdlab.divergences", "gdlab.specs", "gdlab.fisher", "gdlab.invariance",
               "gdlab.landscapes", "gdlab.models", "gdlab.plots", "gdlab.comparison", "gdlab.data",
-              "gdlab.expressions")
+              "gdlab.expressions", "gdlab.sweep")
 
 
 def top_level_functions() -> list[tuple[str, object]]:

@@ -97,6 +97,12 @@ def parse_grid(text: str) -> GridAxis:
     ``a:b:n`` is n evenly spaced values from a to b, both included; ``:log`` spaces them
     evenly in log (a, b > 0), as ``numpy.geomspace``.
 
+    Args:
+      text: the option's value.
+
+    Returns:
+      A :class:`GridAxis` (the name and its values); a bad axis is a ValueError naming it.
+
     Example:
       >>> parse_grid("lr=0.001:1:4:log").values
       (0.001, 0.01, 0.1, 1.0)
@@ -141,6 +147,12 @@ def parse_grid(text: str) -> GridAxis:
 
 def grid_cells(axes: Sequence[GridAxis]) -> dict[str, np.ndarray]:
     """The cells of a grid: the Cartesian product, the first axis varying slowest.
+
+    Args:
+      axes: the grid's axes.
+
+    Returns:
+      {name: values per cell}, every array of length Π len(axis.values).
 
     Example:
       >>> cells = grid_cells([GridAxis("lr", (0.1, 0.2)), GridAxis("momentum", (0.0, 0.9))])
@@ -224,6 +236,20 @@ def with_hyperparams(opt_state: Any, values: dict[str, Any]) -> Any:
     driven by a :class:`ScaledSchedule` is set through the schedule's state (its peak η), with
     ``"schedule_shape"`` the index of each cell's shape; other scheduled hyperparameters cannot
     be set (optax recomputes them at every step), which is refused.
+
+    Args:
+      opt_state: an optimizer state (batched or not).
+      values: the hyperparameters to set, by their optax names.
+
+    Returns:
+      The state with those values.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> state = with_hyperparams(optim.gd(0.1).init(jnp.zeros(1)), {"learning_rate": jnp.asarray(0.5)})
+      >>> float(optim.learning_rate(state))
+      0.5
     """
     import jax
     import jax.numpy as jnp
@@ -1063,7 +1089,19 @@ _NO_FISHER = ("the natural gradient needs a Fisher information, which a landscap
 # =============================================================================== tables
 
 def check_table_path(path: str, what: str = "--out") -> str:
-    """The table format of ``path`` by its suffix; refuses an unknown suffix or an unwritable folder."""
+    """The table format of ``path`` by its suffix; refuses an unknown suffix or an unwritable folder.
+
+    Args:
+      path: where the table goes.
+      what: the option's name for the message.
+
+    Returns:
+      The suffix (``.csv``, ``.parquet`` or ``.json``).
+
+    Example:
+      >>> check_table_path("sweep.CSV")
+      '.csv'
+    """
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in TABLE_FORMATS:
         raise ValueError(f"{what} {path!r}: the file name must end in {', '.join(TABLE_FORMATS)} (the format "
@@ -1077,6 +1115,22 @@ def check_table_path(path: str, what: str = "--out") -> str:
 def write_table(result: SweepResult, path: str) -> None:
     """Write the sweep's cells to ``path``: CSV, Parquet or JSON by the suffix. Missing values are
     empty (CSV) or null (Parquet, JSON); JSON also holds the axes and the shared settings.
+
+    Args:
+      result: a :class:`SweepResult`.
+      path: a ``.csv``, ``.parquet`` or ``.json`` path.
+
+    Returns:
+      None; the file is written.
+
+    Example:
+      >>> import os, tempfile
+      >>> res = sweep_landscape("bowl", 1.0, "gd", ["lr=0.1,0.2"], max_steps=200)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     write_table(res, os.path.join(tmp, "s.csv"))
+      ...     lines = open(os.path.join(tmp, "s.csv")).read().splitlines()
+      >>> len(lines), lines[0].split(",")[0]       # a header and one row per cell
+      (3, 'lr')
     """
     suffix = check_table_path(path)
     try:

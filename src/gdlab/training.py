@@ -133,6 +133,18 @@ def make_optimizer(name: str, lr: optim.LearningRate | None = None, momentum: fl
 
     ``momentum`` applies to momentum and nesterov (default 0.9) and natural (default 0);
     ``damping`` to natural and natural-diag; ``solver`` (``cholesky``/``cg``) to natural.
+
+    Args:
+      name: ``gd``, ``momentum``, ``nesterov``, ``adam``, ``natural`` or ``natural-diag``.
+      lr: the step size, a number or an optax schedule (default ``DEFAULT_LR[name]``).
+      momentum, damping, solver: the optimizer's options, where it has them.
+
+    Returns:
+      The optax transform.
+
+    Example:
+      >>> make_optimizer("natural") is optim.natural(1.0)       # Fisher scoring: a full step
+      True
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}.")
@@ -190,6 +202,13 @@ def fisher_stride(n_rows: int, n_params: int) -> int:
     shrinks the error by that factor near the optimum, while building XᵀWX (the step's cost: 0.25 s
     of 0.36 s at 10⁶ × 100) costs k times less. Data of at most twice that many rows use every row
     (k = 1: the exact Fisher scoring of small problems).
+
+    Args:
+      n_rows: training rows.
+      n_params: P, the length of θ.
+
+    Returns:
+      k ≥ 1.
 
     Example:
       >>> fisher_stride(569, 31), fisher_stride(1_000_000, 101)
