@@ -143,8 +143,10 @@ def make_optimizer(name: str, lr: optim.LearningRate | None = None, momentum: fl
       The optax transform.
 
     Example:
-      >>> make_optimizer("natural") is optim.natural(1.0)       # Fisher scoring: a full step
-      True
+      >>> import jax.numpy as jnp
+      >>> state = make_optimizer("natural", damping=0.1).init(jnp.zeros(2))
+      >>> float(optim.learning_rate(state)), optim.natural_state(state)    # Fisher scoring: a full step
+      (1.0, (0.1, nan))
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}.")
