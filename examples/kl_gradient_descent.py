@@ -40,7 +40,8 @@ def kl_quad(log_p, log_q, lo: float = -25.0, hi: float = 25.0) -> float:
 
 
 def save(fig, out_dir: Path, name: str) -> None:
-    fig.savefig(out_dir / name, dpi=80)
+    """Write a figure at its own pixel size, then free it (matplotlib keeps pyplot's figures alive)."""
+    plots.save_figure(fig, str(out_dir / name))
     plt.close(fig)
 
 
@@ -184,6 +185,9 @@ def main(out_dir: Path, quick: bool = False) -> None:
     save(fig, out_dir, "six_parameters.png")
 
 
+# %% Running it
+# From the command line: `--out DIR` is where the figures go, `--quick` runs at the small size the
+# test suite uses (the docs build runs it at full size).
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")

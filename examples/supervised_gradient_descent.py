@@ -164,6 +164,9 @@ def main(out_dir: Path, quick: bool = False) -> None:
     assert heavy.stop_reason == plain.stop_reason == "converged" and heavy.steps < plain.steps
 
 
+# %% Running it
+# From the command line: `--out DIR` is where the figures go, `--quick` runs at the small size the
+# test suite uses (the docs build runs it at full size).
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG figures")
