@@ -122,22 +122,15 @@ def test_the_site_loads_nothing_from_the_network(site):
 
 # --- docstrings -------------------------------------------------------------------------------
 
-# The modules whose every public function states its arguments and gives an example (a doctest
-# the suite runs). A module joins this list once its docstrings are complete.
-DOCUMENTED = ("gdlab.fitting", "gdlab.optim", "gdlab.schedules", "gdlab.stopping", "gdlab.families",
-              "gdlab.targets", "gdlab.divergences", "gdlab.specs", "gdlab.fisher", "gdlab.invariance",
-              "gdlab.landscapes", "gdlab.models", "gdlab.plots", "gdlab.comparison", "gdlab.data",
-              "gdlab.expressions", "gdlab.sweep")
-
-
 def top_level_functions() -> list[tuple[str, object]]:
     return [(f"gdlab.{name}", getattr(gdlab, name)) for name in gdlab._ATTRIBUTES
             if inspect.isfunction(inspect.unwrap(getattr(gdlab, name)))]
 
 
 def test_public_functions_state_their_arguments_and_give_an_example():
+    # every function of every module with an API page, and the top-level names
     functions = top_level_functions()
-    for module in DOCUMENTED:
+    for module in build_docs.api_modules():
         functions += [(f"{module}.{name}", obj) for name, obj in public_objects(module)
                       if inspect.isfunction(inspect.unwrap(obj))]
     problems = []

@@ -108,7 +108,23 @@ class Carry(NamedTuple):
 
 def init_carry(optimizer: optax.GradientTransformation, init_params: Params,
                criteria: stopping.StopCriteria) -> Carry:
-    """The state before step 0: θ_0, the optimizer's initial state, the stopping window."""
+    """The state before step 0: θ_0, the optimizer's initial state, the stopping window.
+
+    Args:
+      optimizer: the optax transform.
+      init_params: θ₀.
+      criteria: the stopping rules (they size the window of recent losses).
+
+    Returns:
+      A :class:`Carry` at step 0.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> c = init_carry(optim.gd(0.1), jnp.zeros(2), stopping.StopCriteria(patience=3))
+      >>> int(c.step), c.recent_losses.shape
+      (0, (4,))
+    """
     params = jnp.asarray(init_params)
     zero = jnp.zeros((), params.dtype)
     return Carry(params, optimizer.init(params), jnp.zeros((), jnp.int32), zero,
@@ -128,7 +144,19 @@ CHUNK_SECONDS = 0.5             # later chunks are sized to take about this long
 
 
 def default_chunk_size(criteria: stopping.StopCriteria, n_params: int) -> int:
-    """Steps per compiled chunk: min(max_steps + 1, 16384), fewer when θ is large (16 MB of rows)."""
+    """Steps per compiled chunk: min(max_steps + 1, 16384), fewer when θ is large (16 MB of rows).
+
+    Args:
+      criteria: the stopping rules (``max_steps``).
+      n_params: P, the length of θ.
+
+    Returns:
+      Steps per chunk, at least 1.
+
+    Example:
+      >>> default_chunk_size(stopping.StopCriteria(max_steps=100), 2), default_chunk_size(stopping.StopCriteria(), 2)
+      (101, 10001)
+    """
     by_memory = ROW_BUDGET_BYTES // (8 * (n_params + 8))
     return max(1, min(criteria.max_steps + 1, MAX_CHUNK, max(256, by_memory)))
 
@@ -140,7 +168,29 @@ def _where(pred, new, old):
 def step_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                   optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria):
     """One step of the loop: ``(carry, data) -> (carry, row)``; the row describes θ_t (its loss,
-    ‖∇L‖, the step size used, θ_t and the metrics) and the carry holds θ_{t+1}, or θ_t at a stop."""
+    ‖∇L‖, the step size used, θ_t and the metrics) and the carry holds θ_{t+1}, or θ_t at a stop.
+
+    Args:
+      loss: (θ, data) ↦ L.
+      metrics: (θ, data) ↦ dict of numbers to record, or None.
+      fisher: (θ, data) ↦ the Fisher (or a :class:`gdlab.optim.Geometry`) for natural-gradient
+        optimizers, or None.
+      in_domain: θ ↦ whether θ is valid, or None (every θ is).
+      optimizer: the optax transform.
+      criteria: the stopping rules.
+
+    Returns:
+      The step function.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> bowl = lambda th, _: jnp.sum((th - 3.0) ** 2)
+      >>> live = step_function(bowl, None, None, None, optim.gd(0.25), stopping.StopCriteria())
+      >>> carry, row = live(init_carry(optim.gd(0.25), jnp.zeros(1), stopping.StopCriteria()), None)
+      >>> float(row["loss"]), float(carry.params[0])          # L(0) = 9; 0 − 0.25 · 2(0 − 3)
+      (9.0, 1.5)
+    """
     opt = optax.with_extra_args_support(optimizer)
 
     def live(carry: Carry, data):
@@ -180,6 +230,23 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
     ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
     ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``-s it over carries.
+
+    Args:
+      loss, metrics, fisher, in_domain, optimizer, criteria: as :func:`step_function`.
+      length: the row buffers' length (steps at most per call).
+      batched: whether each step takes its own mini-batch from ``batches``.
+
+    Returns:
+      The chunk function ``(carry, data, batches=None, limit=None) -> (carry, rows)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> bowl = lambda th, _: jnp.sum((th - 3.0) ** 2)
+      >>> chunk = chunk_program(bowl, None, None, None, optim.gd(0.25), stopping.StopCriteria(), 4)
+      >>> carry, rows = chunk(init_carry(optim.gd(0.25), jnp.zeros(1), stopping.StopCriteria()), None)
+      >>> [float(v) for v in rows["params"][:, 0]]             # the error halves each step
+      [0.0, 1.5, 2.25, 2.625]
     """
     live = step_function(loss, metrics, fisher, in_domain, optimizer, criteria)
 
@@ -223,6 +290,19 @@ class Outcome(NamedTuple):
 
 
 def outcome_init(dtype=jnp.float64) -> Outcome:
+    """The :class:`Outcome` before step 0: no loss yet (NaN), the level not reached (−1).
+
+    Args:
+      dtype: the loss's dtype.
+
+    Returns:
+      An :class:`Outcome`.
+
+    Example:
+      >>> o = outcome_init()
+      >>> float(o.loss), int(o.first_reach)
+      (nan, -1)
+    """
     return Outcome(jnp.full((), jnp.nan, dtype), jnp.full((), -1, jnp.int32))
 
 
@@ -237,6 +317,23 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
     buffers that state is a few numbers per lane, so a sweep of many cells runs in long chunks at
     about the cost of its arithmetic (benchmarks/bench_grid.py). ``reach`` is a traced level
     (``inf`` to ignore it).
+
+    Args:
+      loss, fisher, in_domain, optimizer, criteria: as :func:`step_function`.
+      length: steps at most per call.
+
+    Returns:
+      The chunk function ``(carry, data, outcome, reach) -> (carry, outcome)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> bowl = lambda th, _: jnp.sum((th - 3.0) ** 2)
+      >>> final = final_program(bowl, None, None, optim.gd(0.25), stopping.StopCriteria(), 4)
+      >>> carry, out = final(init_carry(optim.gd(0.25), jnp.zeros(1), stopping.StopCriteria()), None,
+      ...                    outcome_init(), jnp.asarray(0.6))
+      >>> float(carry.params[0]), float(out.loss), int(out.first_reach)   # L(θ_t) = 9/4ᵗ: ≤ 0.6 from t = 2
+      (2.8125, 0.140625, 2)
     """
     live = step_function(loss, None, fisher, in_domain, optimizer, criteria)
 

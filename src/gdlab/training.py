@@ -398,6 +398,25 @@ def evaluate(model: Model, theta: np.ndarray, source: datamod.Dataset | datamod.
     One pass over a :class:`gdlab.data.Stream` (its record batches, padded to one shape), or
     over the arrays of a :class:`gdlab.data.Dataset`. :func:`train` calls it with JAX in 64-bit
     mode; called directly, it computes in the precision JAX is set to.
+
+    Args:
+      model: the model.
+      theta: θ.
+      source: the data (:func:`gdlab.data.load`).
+      l2: λ.
+
+    Returns:
+      An :class:`Evaluation`.
+
+    Example:
+      >>> import numpy as np
+      >>> from gdlab import data as datamod, models
+      >>> ds = datamod.load((np.array([[1.0], [-1.0]]), np.array([1.0, 0.0])), "logistic", test_size=0,
+      ...                   standardize=False)
+      >>> ev = evaluate(models.make_model("logistic", 1), np.zeros(2), ds, 0.0)
+      >>> # at θ = 0: J = log 2, ∇J = (mean((½ − y) x), mean(½ − y)) = (−½, 0), both rows called 0
+      >>> round(ev.loss, 12) == round(float(np.log(2)), 12), ev.grad_norm, ev.metric, abs(ev.margin)
+      (True, 0.5, 0.5, 0.0)
     """
     sums = _Sums(model.n_params)
     block = _block_sums(model)
