@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test explore screenshots figures clean bench bench-quick
+.PHONY: test explore screenshots figures docs clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,13 @@ screenshots: $(STAMP)
 # The README's pictures (docs/figures/*.png), each made by the gdlab command the script prints.
 figures: $(STAMP)
 	$(PY) scripts/make_figures.py
+
+# The documentation site: the guides in examples/ run at full size (their figures made afresh), the
+# API reference from the docstrings, `mkdocs build --strict` into build/site/, then served on
+# http://127.0.0.1:8001/ (DOCS_PORT=8002 make docs for another port). Offline: MathJax comes from a pip
+# package. `make test` builds it at the guides' quick size (tests/test_docs.py).
+docs: $(STAMP)
+	$(PY) scripts/build_docs.py --serve 127.0.0.1:$${DOCS_PORT:-8001}
 
 # Every benchmark at full size beside its peers (torch==2.13.0 exactly: a local CPU wheel here),
 # then docs/benchmarks.md regenerated from benchmarks/results/*.json.

@@ -1,15 +1,18 @@
 """Make the README's pictures in docs/figures/ by running the gdlab commands the README shows.
 
-    make figures          (or: .venv/bin/python scripts/make_figures.py [--out docs/figures])
+    make figures          (or: .venv/bin/python scripts/make_figures.py [--out docs/figures] [--only NAME ...])
 
 Each picture is one ``gdlab`` command (printed before it runs), so anyone can make it again, change
-it, or make it at another size with ``--plot-size``.
+it, or make it at another size with ``--plot-size``. The three ``guide_*.png`` pictures are figures
+of the guides in examples/: the script runs those guides at full size (as ``make docs`` does) and
+copies the figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +34,13 @@ COMMANDS = {
                        "--optimizer momentum --lr 0.05 --momentum 0.9 --plot {out}",
 }
 
+# README picture -> (guide in examples/, the figure it writes)
+GUIDE_FIGURES = {
+    "guide_kl_step_sizes.png": ("kl_gradient_descent", "step_sizes.png"),
+    "guide_sgd.png": ("supervised_gradient_descent", "sgd.png"),
+    "guide_invariance.png": ("natural_gradient", "invariance.png"),
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,6 +60,15 @@ def main() -> int:
             if rc != 0:
                 print(f"failed: {name}", file=sys.stderr)
                 return rc
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from build_docs import run_example
+
+        for name, (guide, figure) in GUIDE_FIGURES.items():
+            if args.only and name not in args.only:
+                continue
+            print(f"$ python examples/{guide}.py --out {tmp}/{guide}   # then {figure} -> {name}", flush=True)
+            run_example(guide, Path(tmp) / guide, quick=False)
+            shutil.copy(Path(tmp) / guide / figure, args.out / name)
     return 0
 
 

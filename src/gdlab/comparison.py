@@ -41,6 +41,13 @@ class OptimizerSpec(NamedTuple):
 def parse_optimizer_spec(text: str) -> OptimizerSpec:
     """Parse ``"NAME:key=value,..."`` (or a bare ``NAME``).
 
+    Args:
+      text: the ``--compare`` argument: an optimizer of :data:`gdlab.optim.OPTIMIZERS` and its
+        settings (``lr``, ``momentum``, ``damping``, ``trust_region``, ``schedule`` and its options).
+
+    Returns:
+      An :class:`OptimizerSpec`; a bad spec is a ValueError naming the problem.
+
     Example:
       >>> parse_optimizer_spec("momentum:lr=0.1,momentum=0.9")
       OptimizerSpec(text='momentum:lr=0.1,momentum=0.9', name='momentum', settings={'lr': 0.1, 'momentum': 0.9})
@@ -86,6 +93,14 @@ def parse_optimizer_spec(text: str) -> OptimizerSpec:
 def build_optimizer(spec: OptimizerSpec, defaults: dict, horizon: int):
     """The optax transform a spec names; settings it omits come from ``defaults`` (the command's options).
 
+    Args:
+      spec: a parsed spec.
+      defaults: the command's settings (``lr``, ``momentum``, ... or None where not given).
+      horizon: the run's length in steps (the default decay length of a cosine schedule).
+
+    Returns:
+      The optax transform (:func:`gdlab.optim.by_name`).
+
     Example:
       >>> opt = build_optimizer(parse_optimizer_spec("gd:lr=0.5"), {"lr": 0.1}, 100)
       >>> float(opt.init(__import__("jax").numpy.zeros(1)).hyperparams["learning_rate"])
@@ -119,7 +134,19 @@ def build_optimizer(spec: OptimizerSpec, defaults: dict, horizon: int):
 
 
 def label(spec: OptimizerSpec, defaults: dict) -> str:
-    """A short legend label: the spec with the command's defaults it used."""
+    """A short legend label: the spec with the command's defaults it used.
+
+    Args:
+      spec: a parsed spec.
+      defaults: the command's settings.
+
+    Returns:
+      The label.
+
+    Example:
+      >>> label(parse_optimizer_spec("momentum:momentum=0.9"), {"lr": 0.01})
+      'momentum lr 0.01, momentum 0.9'
+    """
     shown = dict(spec.settings)
     if "lr" not in shown and defaults.get("lr") is not None:
         shown = {"lr": defaults["lr"], **shown}
@@ -129,7 +156,23 @@ def label(spec: OptimizerSpec, defaults: dict) -> str:
 
 def compare_landscape(function: Any, init: Any, specs: Sequence[OptimizerSpec], defaults: dict, *,
                       max_steps: int = 10_000, tol: float = 1e-15, patience: int = 20, grad_tol: float = 0.0):
-    """Run each spec's optimizer on the landscape from ``init``: a list of (spec, MinimizeResult)."""
+    """Run each spec's optimizer on the landscape from ``init``: a list of (spec, MinimizeResult).
+
+    Args:
+      function, init: as :func:`gdlab.landscapes.minimize`.
+      specs: the parsed specs.
+      defaults: the command's settings, for what a spec omits.
+      max_steps, tol, patience, grad_tol: the stopping rules, the same for every run.
+
+    Returns:
+      [(spec, :class:`gdlab.landscapes.MinimizeResult`), ...] in the order of ``specs``.
+
+    Example:
+      >>> runs = compare_landscape("double-well", 1.5, [parse_optimizer_spec("gd:lr=0.01"),
+      ...                          parse_optimizer_spec("momentum:lr=0.01,momentum=0.9")], {}, max_steps=3000)
+      >>> [round(float(res.x[0]), 6) for _, res in runs]      # momentum rolls over the barrier
+      [1.2, -1.5]
+    """
     from gdlab.landscapes import minimize
     from gdlab.sweep import _NO_FISHER
 
@@ -143,7 +186,23 @@ def compare_landscape(function: Any, init: Any, specs: Sequence[OptimizerSpec], 
 
 def compare_fit(target: Any, init: Any, divergence: str, specs: Sequence[OptimizerSpec], defaults: dict,
                 **fit_options):
-    """Fit q to p once per spec: a list of (spec, FitResult)."""
+    """Fit q to p once per spec: a list of (spec, FitResult).
+
+    Args:
+      target, init, divergence: as :func:`gdlab.fit`.
+      specs: the parsed specs.
+      defaults: the command's settings, for what a spec omits.
+      fit_options: the other keywords of :func:`gdlab.fit`, the same for every run.
+
+    Returns:
+      [(spec, :class:`gdlab.fitting.FitResult`), ...] in the order of ``specs``.
+
+    Example:
+      >>> runs = compare_fit("N(2, 1)", "N(0, 5)", "forward", [parse_optimizer_spec("gd:lr=0.5"),
+      ...                    parse_optimizer_spec("natural")], {})
+      >>> [(res.stop_reason, round(res.q.mean, 6), round(res.q.var, 6)) for _, res in runs]
+      [('converged', 2.0, 1.0), ('converged', 2.0, 1.0)]
+    """
     from gdlab.fitting import fit
 
     max_steps = fit_options.get("max_steps", 10_000)

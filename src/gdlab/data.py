@@ -64,6 +64,17 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 def in_test_split(rows: np.ndarray, seed: int, test_size: float) -> np.ndarray:
     """True for the rows (0-based numbers in the file) that belong to the test split.
 
+    Each row's number and the seed are hashed (splitmix64) to u ∈ [0, 1); the row is a test row
+    when u < ``test_size``, so a streamed file splits exactly as a loaded one.
+
+    Args:
+      rows: row numbers.
+      seed: seeds the hash.
+      test_size: the expected fraction of test rows, in [0, 1).
+
+    Returns:
+      A boolean array like ``rows``.
+
     Example:
       >>> mask = in_test_split(np.arange(100_000), seed=0, test_size=0.2)
       >>> bool(0.19 < mask.mean() < 0.21), bool((mask == in_test_split(np.arange(100_000), 0, 0.2)).all())
@@ -434,6 +445,20 @@ def budget(memory_limit: int, n_columns: int, batch_size: int, buffer_rows: int 
     A record batch is held about four times (Arrow's buffers, its float64 copy, the standardised
     copy, the rows on their way out), the shuffle buffer once, a chunk of mini-batches twice
     (NumPy's and JAX's copy): 1/16 of the limit for the batch, 1/4 for the buffer, 1/16 for a chunk.
+
+    Args:
+      memory_limit: bytes.
+      n_columns: float64 values per row (features and label).
+      batch_size: rows per mini-batch.
+      buffer_rows: the shuffle buffer's rows, or None for a quarter of the limit.
+
+    Returns:
+      A :class:`Budget`: rows per record batch, rows in the shuffle buffer, steps per chunk.
+
+    Example:
+      >>> # 128 MiB, rows of 51 × 8 bytes: L/(64·408) = 5140, L/(4·408) = 82241, L/(32·408)/1024 = 10
+      >>> budget(128 * 2**20, n_columns=51, batch_size=1024)
+      Budget(block_rows=5140, buffer_rows=82241, chunk_steps=10)
     """
     row = n_columns * _FLOAT_BYTES
     block = int(np.clip(memory_limit // (16 * 4 * row), 1024, 1 << 16))
@@ -450,6 +475,15 @@ def shuffled_batches(blocks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size
     The buffer fills with the first rows; then each incoming row replaces a randomly chosen row
     of the buffer, which goes out. At the end the buffer is emptied in random order and the
     rows that do not fill a whole mini-batch are dropped.
+
+    Args:
+      blocks: (X, y) blocks of rows in file order.
+      batch_size: rows per mini-batch.
+      buffer_rows: the shuffle buffer's size in rows.
+      rng: the generator that shuffles.
+
+    Returns:
+      An iterator of (X, y) mini-batches.
 
     Example:
       >>> blocks = iter([(np.arange(10.0)[:, None], np.arange(10.0))])

@@ -112,7 +112,23 @@ class Carry(NamedTuple):
 
 def init_carry(optimizer: optax.GradientTransformation, init_params: Params,
                criteria: stopping.StopCriteria) -> Carry:
-    """The state before step 0: θ_0, the optimizer's initial state, the stopping window."""
+    """The state before step 0: θ_0, the optimizer's initial state, the stopping window.
+
+    Args:
+      optimizer: the optax transform.
+      init_params: θ₀.
+      criteria: the stopping rules (they size the window of recent losses).
+
+    Returns:
+      A :class:`Carry` at step 0.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> c = init_carry(optim.gd(0.1), jnp.zeros(2), stopping.StopCriteria(patience=3))
+      >>> int(c.step), c.recent_losses.shape
+      (0, (4,))
+    """
     params = jnp.asarray(init_params)
     zero = jnp.zeros((), params.dtype)
     return Carry(params, optimizer.init(params), jnp.zeros((), jnp.int32), zero,
@@ -132,7 +148,19 @@ CHUNK_SECONDS = 0.5             # later chunks are sized to take about this long
 
 
 def default_chunk_size(criteria: stopping.StopCriteria, n_params: int) -> int:
-    """Steps per compiled chunk: min(max_steps + 1, 16384), fewer when θ is large (16 MB of rows)."""
+    """Steps per compiled chunk: min(max_steps + 1, 16384), fewer when θ is large (16 MB of rows).
+
+    Args:
+      criteria: the stopping rules (``max_steps``).
+      n_params: P, the length of θ.
+
+    Returns:
+      Steps per chunk, at least 1.
+
+    Example:
+      >>> default_chunk_size(stopping.StopCriteria(max_steps=100), 2), default_chunk_size(stopping.StopCriteria(), 2)
+      (101, 10001)
+    """
     by_memory = ROW_BUDGET_BYTES // (8 * (n_params + 8))
     return max(1, min(criteria.max_steps + 1, MAX_CHUNK, max(256, by_memory)))
 
@@ -143,7 +171,21 @@ BLOCK = 64                        # steps per block when steps are cheap (1 when
 
 def step_flops(loss: LossFn, theta: Any, data: Any) -> float:
     """XLA's flop count of one loss-and-gradient evaluation (from the lowered program, not
-    compiled); ``inf`` when XLA does not say."""
+    compiled); ``inf`` when XLA does not say. Remembered per loss and argument shapes.
+
+    Args:
+      loss: (θ, data) ↦ L.
+      theta: a θ of the run's shape and dtype.
+      data: the loss's data.
+
+    Returns:
+      The flops of ``value_and_grad(loss)(theta, data)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> step_flops(lambda th, _: jnp.sum(th ** 2), jnp.zeros(3), None) < CHEAP_STEP_FLOPS
+      True
+    """
     key = (loss, _shapes(theta), _shapes(data))
     if key not in _STEP_FLOPS:
         if len(_STEP_FLOPS) >= 256:      # bounded: the keys hold loss functions alive
@@ -171,6 +213,19 @@ def block_size(loss: LossFn, theta: Any, data: Any, length: int | None = None) -
     after a stop are computed and thrown away: nothing when steps cost nanoseconds, too much when
     one is a pass over a data set. With ``length`` (a chunk whose length is fixed, e.g. an epoch
     of mini-batches) the block is the largest divisor of ``length`` that is at most that.
+
+    Args:
+      loss, theta, data: as :func:`step_flops`.
+      length: the chunk length the blocks must divide, or None.
+
+    Returns:
+      Steps per block.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> bowl = lambda th, _: jnp.sum(th ** 2)
+      >>> block_size(bowl, jnp.zeros(2), None), block_size(bowl, jnp.zeros(2), None, 100)
+      (64, 50)
     """
     if step_flops(loss, theta, data) > CHEAP_STEP_FLOPS:
         return 1
@@ -181,11 +236,35 @@ def block_size(loss: LossFn, theta: Any, data: Any, length: int | None = None) -
 
 def advance_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                      optimizer: optax.GradientTransformation, trace: bool = True):
-    """One step with no stopping rule: ``(params, opt_state, data) -> (params, opt_state, row)``.
+    r"""One step with no stopping rule: ``(params, opt_state, data) -> (params, opt_state, row)``.
 
     The row describes θ_t: its loss, ‖∇L(θ_t)‖, whether θ_t is finite and, with ``trace``, θ_t,
     the step size η_t of the update made from it and the metrics; the returned θ is
     θ_{t+1} = θ_t + u_t.
+
+    .. math::  (u_t, s_{t+1}) = \text{optimizer.update}(\nabla L(\theta_t), s_t, \theta_t),
+               \quad \theta_{t+1} = \theta_t + u_t
+
+    Args:
+      loss: (θ, data) ↦ L.
+      metrics: (θ, data) ↦ dict of numbers to record, or None.
+      fisher: (θ, data) ↦ the Fisher (or a :class:`gdlab.optim.Geometry`) for natural-gradient
+        optimizers, or None.
+      in_domain: θ ↦ whether θ is valid, or None (every θ is).
+      optimizer: the optax transform.
+      trace: whether the row carries the step size and the metrics too.
+
+    Returns:
+      The step function.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> opt = optim.gd(0.25)
+      >>> advance = advance_function(lambda th, _: jnp.sum((th - 3.0) ** 2), None, None, None, opt)
+      >>> theta, _, row = advance(jnp.zeros(1), opt.init(jnp.zeros(1)), None)
+      >>> float(row["loss"]), float(theta[0])          # L(0) = 9; 0 − 0.25 · 2(0 − 3)
+      (9.0, 1.5)
     """
     opt = optax.with_extra_args_support(optimizer)
 
@@ -221,6 +300,27 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     up to and including the stop. The optimizer state is the one after the block (a stopped run
     never reads it again). With ``batched``, ``xs`` has one mini-batch per step. ``lanes_axis``:
     the name of the ``vmap`` axis when runs are batched (see :func:`gdlab.stopping.check_block`).
+
+    Args:
+      loss, metrics, fisher, in_domain, optimizer: as :func:`advance_function`.
+      criteria: the stopping rules.
+      block: K, the steps of a block.
+      batched: whether each step takes its own mini-batch from ``xs``.
+      trace: whether the rows are the trace's (else only the loss and θ: the least a stop needs).
+      lanes_axis: the ``vmap`` axis name of the runs, or None.
+
+    Returns:
+      The block function.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> crit = stopping.StopCriteria(max_steps=2)
+      >>> run_block = block_function(lambda th, _: jnp.sum((th - 3.0) ** 2), None, None, None, optim.gd(0.25),
+      ...                            crit, 8)
+      >>> carry, rows, n = run_block(init_carry(optim.gd(0.25), jnp.zeros(1), crit), None)
+      >>> int(n), int(carry.step), float(carry.params[0])    # 8 steps made, the run ends at step 2
+      (3, 2, 2.25)
     """
     advance = advance_function(loss, metrics, fisher, in_domain, optimizer, trace)
 
@@ -267,6 +367,26 @@ def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     leaves have a leading axis of ``length`` (one mini-batch per step) and step t's loss is
     ``loss(θ, (data, batches[t]))``; otherwise ``batches`` is ignored and the loss is
     ``loss(θ, data)``. :func:`run` jits it; :mod:`gdlab.sweep` ``vmap``-s it over carries.
+
+    Args:
+      loss, metrics, fisher, in_domain, optimizer: as :func:`advance_function`.
+      criteria: the stopping rules.
+      length: the row buffers' length (steps at most per call), a multiple of ``block``.
+      batched: whether each step takes its own mini-batch from ``batches``.
+      block: steps per block (:func:`block_size`).
+      lanes_axis: the ``vmap`` axis name of the runs, or None.
+
+    Returns:
+      The chunk function ``(carry, data, batches=None, limit=None) -> (carry, rows)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> bowl = lambda th, _: jnp.sum((th - 3.0) ** 2)
+      >>> chunk = chunk_program(bowl, None, None, None, optim.gd(0.25), stopping.StopCriteria(), 4, block=2)
+      >>> carry, rows = chunk(init_carry(optim.gd(0.25), jnp.zeros(1), stopping.StopCriteria()), None)
+      >>> [float(v) for v in rows["params"][:, 0]]             # the error halves each step
+      [0.0, 1.5, 2.25, 2.625]
     """
     if length % block:
         raise ValueError(f"length must be a multiple of block, got {length=} and {block=}.")
@@ -317,6 +437,19 @@ class Outcome(NamedTuple):
 
 
 def outcome_init(dtype=jnp.float64) -> Outcome:
+    """The :class:`Outcome` before step 0: no loss yet (NaN), the level not reached (−1).
+
+    Args:
+      dtype: the loss's dtype.
+
+    Returns:
+      An :class:`Outcome`.
+
+    Example:
+      >>> o = outcome_init()
+      >>> float(o.loss), int(o.first_reach)
+      (nan, -1)
+    """
     return Outcome(jnp.full((), jnp.nan, dtype), jnp.full((), -1, jnp.int32))
 
 
@@ -331,6 +464,26 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
     still running once per block, and the steps inside a block are a plain ``scan``: a sweep of
     many cells runs at about the cost of its arithmetic (benchmarks/bench_grid.py). ``reach`` is
     a traced level (``inf`` to ignore it).
+
+    Args:
+      loss, fisher, in_domain, optimizer: as :func:`advance_function`.
+      criteria: the stopping rules.
+      length: steps at most per call, a multiple of ``block``.
+      block: steps per block (:func:`block_size`).
+      lanes_axis: the ``vmap`` axis name of the runs, or None.
+
+    Returns:
+      The chunk function ``(carry, data, outcome, reach) -> (carry, outcome)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> bowl = lambda th, _: jnp.sum((th - 3.0) ** 2)
+      >>> final = final_program(bowl, None, None, optim.gd(0.25), stopping.StopCriteria(), 4)
+      >>> carry, out = final(init_carry(optim.gd(0.25), jnp.zeros(1), stopping.StopCriteria()), None,
+      ...                    outcome_init(), jnp.asarray(0.6))
+      >>> float(carry.params[0]), float(out.loss), int(out.first_reach)   # L(θ_t) = 9/4ᵗ: ≤ 0.6 from t = 2
+      (2.8125, 0.140625, 2)
     """
     if length % block:
         raise ValueError(f"length must be a multiple of block, got {length=} and {block=}.")

@@ -141,6 +141,13 @@ _NAMES_1D = {
 def gaussian_1d(param: str = "mean_var") -> Family:
     """The 1-D Gaussian family N(m, v) in parameterization ``param``.
 
+    Args:
+      param: ``mean_var``, ``mean_std``, ``mean_logstd``, ``mean_precision``, ``natural``
+        (η₁ = m/v, η₂ = −1/(2v)) or ``expectation`` (E x, E x²).
+
+    Returns:
+      A :class:`Family` with two parameters.
+
     Example:
       >>> fam = gaussian_1d("natural")
       >>> theta = fam.from_moments(jnp.array([1.0]), jnp.array([[2.0]]))
@@ -163,7 +170,15 @@ def gaussian_1d(param: str = "mean_var") -> Family:
 
 @lru_cache(maxsize=None)  # one object per family: compiled runs are cached by identity
 def full_gaussian(dim: int) -> Family:
-    """d-dimensional Gaussian with full covariance, θ = (m, vech L), diag(L) stored as log.
+    r"""d-dimensional Gaussian with full covariance, θ = (m, vech L), diag(L) stored as log.
+
+    .. math::  C = L L^\top, \qquad \theta = (m_1..m_d,\ \log L_{11}, L_{21}, \log L_{22}, \dots)
+
+    Args:
+      dim: d.
+
+    Returns:
+      A :class:`Family` with d + d(d+1)/2 parameters (parameterization ``cholesky``).
 
     Example:
       >>> fam = full_gaussian(2)
@@ -198,6 +213,12 @@ def full_gaussian(dim: int) -> Family:
 def diag_gaussian(dim: int) -> Family:
     """d-dimensional Gaussian with diagonal covariance, θ = (m, log σ).
 
+    Args:
+      dim: d.
+
+    Returns:
+      A :class:`Family` with 2d parameters (parameterization ``mean_logstd``).
+
     Example:
       >>> fam = diag_gaussian(2)
       >>> m, c = fam.moments(jnp.array([1.0, 2.0, 0.0, jnp.log(3.0)]))
@@ -222,6 +243,23 @@ def make_family(name: str, dim: int, param: str | None = None) -> Family:
     In 1-D both names give the 1-D Gaussian, whose parameterization ``param`` defaults to
     ``mean_var`` (the source text's Mean and Variance). In d > 1 dimensions, ``gaussian`` is
     parameterized by ``cholesky`` and ``diag-gaussian`` by ``mean_logstd``.
+
+    Args:
+      name: ``gaussian`` or ``diag-gaussian``.
+      dim: d ≥ 1.
+      param: the parameterization (1-D: ``mean_var``, ``mean_std``, ``mean_logstd``,
+        ``mean_precision``, ``natural``, ``expectation``; d-D: the one the name allows, or None).
+
+    Returns:
+      A :class:`Family` with ``n_params`` entries in θ (2 in 1-D; d + d(d+1)/2 for ``gaussian``,
+      2d for ``diag-gaussian``).
+
+    Example:
+      >>> make_family("diag-gaussian", 3).n_params, make_family("gaussian", 3).n_params
+      (6, 9)
+      >>> fam = make_family("gaussian", 1, "mean_precision")
+      >>> [float(x) for x in fam.from_moments(jnp.array([1.0]), jnp.array([[4.0]]))]    # (m, 1/v)
+      [1.0, 0.25]
     """
     if name not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {name!r}.")
@@ -237,6 +275,13 @@ def make_family(name: str, dim: int, param: str | None = None) -> Family:
 def convert(theta: Array, source: Family, target: Family) -> Array:
     """The same distribution in another parameterization: θ in ``source`` ↦ θ in ``target``.
 
+    Args:
+      theta: θ in ``source``'s parameterization.
+      source, target: two families of the same dimension.
+
+    Returns:
+      θ in ``target``'s parameterization (via the moments).
+
     Example:
       >>> theta = convert(jnp.array([1.0, 2.0]), gaussian_1d("mean_var"), gaussian_1d("mean_precision"))
       >>> [float(t) for t in theta]
@@ -251,6 +296,18 @@ def entropy(cov_chol: Array) -> Array:
     r"""Entropy of N(m, C) from its Cholesky factor L (C = L Lᵀ).
 
     .. math::  H(q) = \tfrac d2 (1 + \log 2\pi) + \sum_i \log L_{ii}
+
+    Args:
+      cov_chol: L, the lower Cholesky factor of C, (d, d).
+
+    Returns:
+      H(q) in nats.
+
+    Example:
+      >>> import numpy as np
+      >>> h = entropy(jnp.linalg.cholesky(jnp.array([[2.0, 0.5], [0.5, 1.0]])))
+      >>> bool(abs(h - 0.5 * np.log(np.linalg.det(2 * np.pi * np.e * np.array([[2.0, 0.5], [0.5, 1.0]])))) < 1e-12)
+      True
     """
     d = cov_chol.shape[-1]
     return 0.5 * d * (1.0 + jnp.log(2.0 * jnp.pi)) + jnp.sum(jnp.log(jnp.diagonal(cov_chol)))

@@ -99,6 +99,13 @@ def _analytic_cholesky(dim: int, theta: Array) -> Array:
 def analytic_fisher(family: Family, theta: Array) -> Array:
     """F(θ) in closed form (the table in the module docstring).
 
+    Args:
+      family: a :class:`gdlab.families.Family` (any parameterization).
+      theta: θ, shape (P,), inside the family's domain.
+
+    Returns:
+      F(θ), shape (P, P).
+
     Example:
       >>> from gdlab.families import gaussian_1d
       >>> F = analytic_fisher(gaussian_1d("mean_var"), jnp.array([1.0, 2.0]))
@@ -125,6 +132,15 @@ def _kl_between(family: Family, theta: Array, theta_prime: Array) -> Array:
 def kl_hessian_fisher(family: Family, theta: Array) -> Array:
     r"""F(θ) as the curvature of KL: ∇²_{θ′} KL(q_θ‖q_{θ′}) at θ′ = θ, by autodiff.
 
+    .. math::  F(\theta) = \nabla^2_{\theta'} \mathrm{KL}(q_\theta \,\|\, q_{\theta'})\big|_{\theta'=\theta}
+
+    Args:
+      family: a :class:`gdlab.families.Family` (any parameterization).
+      theta: θ, shape (P,), inside the family's domain.
+
+    Returns:
+      F(θ), shape (P, P).
+
     Example:
       >>> from gdlab.families import gaussian_1d
       >>> F = kl_hessian_fisher(gaussian_1d("mean_var"), jnp.array([1.0, 2.0]))
@@ -143,6 +159,14 @@ def fisher_vector_product(family: Family, theta: Array, v: Array) -> Array:
 
     Forward-over-reverse autodiff: one gradient and one JVP, O(P) memory, so conjugate
     gradient can solve (F + λI)x = g for a P too large to store F.
+
+    Args:
+      family: a :class:`gdlab.families.Family`.
+      theta: θ, shape (P,).
+      v: the vector, shape (P,).
+
+    Returns:
+      F(θ) v, shape (P,).
 
     Example:
       >>> from gdlab.families import gaussian_1d
@@ -166,6 +190,12 @@ def gaussian_cubature(dim: int) -> tuple[np.ndarray, np.ndarray]:
     ±√(d+2) e_i with weight (4−d)/(2(d+2)²); √((d+2)/2)(±e_i ± e_j), i < j, with weight
     1/(d+2)². In 1-D it is the 3-point Gauss–Hermite rule. (Some weights are negative for
     d > 4; the rule is still exact.)
+
+    Args:
+      dim: d ≥ 1.
+
+    Returns:
+      (z, w): nodes of shape (2d² + 1, d) and weights of shape (2d² + 1,).
 
     Example:
       >>> z, w = gaussian_cubature(3)
@@ -195,7 +225,24 @@ def gaussian_cubature(dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def log_density(family: Family, theta: Array, x: Array) -> Array:
-    """log q_θ(x) for x of shape (d,), by ``jax.scipy.stats``."""
+    r"""log q_θ(x) for x of shape (d,), by ``jax.scipy.stats``.
+
+    .. math::  \log q_\theta(x) = -\tfrac12 (x - m)^\top C^{-1} (x - m) - \tfrac12 \log\det(2\pi C),
+               \qquad (m, C) = \text{the moments of } \theta
+
+    Args:
+      family: a :class:`gdlab.families.Family`.
+      theta: θ, shape (P,).
+      x: a point, shape (d,).
+
+    Returns:
+      log q_θ(x), a scalar.
+
+    Example:
+      >>> from gdlab.families import gaussian_1d
+      >>> round(float(log_density(gaussian_1d("mean_var"), jnp.array([0.0, 1.0]), jnp.array([0.0]))), 12)
+      -0.918938533205
+    """
     mean, cov = family.moments(theta)
     if family.dim == 1:
         return jax.scipy.stats.norm.logpdf(x[0], mean[0], jnp.sqrt(cov[0, 0]))
@@ -212,6 +259,17 @@ def _nodes_under_q(family: Family, theta: Array) -> tuple[Array, Array]:
 def score_fisher(family: Family, theta: Array) -> Array:
     r"""F(θ) = E_q[∇ log q ∇ log qᵀ], the covariance of the score (its mean is 0), taken exactly.
 
+    .. math::  F(\theta) = \mathbb E_{q_\theta}\!\left[\nabla_\theta \log q_\theta(x)\,\nabla_\theta \log q_\theta(x)^\top\right]
+
+    The expectation is :func:`gaussian_cubature`'s, exact because the score is quadratic in x.
+
+    Args:
+      family: a :class:`gdlab.families.Family` (any parameterization).
+      theta: θ, shape (P,), inside the family's domain.
+
+    Returns:
+      F(θ), shape (P, P).
+
     Example:
       >>> from gdlab.families import gaussian_1d
       >>> F = score_fisher(gaussian_1d("mean_var"), jnp.array([1.0, 2.0]))
@@ -226,6 +284,15 @@ def score_fisher(family: Family, theta: Array) -> Array:
 
 def neg_hessian_fisher(family: Family, theta: Array) -> Array:
     r"""F(θ) = −E_q[∇²_θ log q_θ(x)], the negative expected Hessian of the log-density, taken exactly.
+
+    .. math::  F(\theta) = -\mathbb E_{q_\theta}\!\left[\nabla^2_\theta \log q_\theta(x)\right]
+
+    Args:
+      family: a :class:`gdlab.families.Family` (any parameterization).
+      theta: θ, shape (P,), inside the family's domain.
+
+    Returns:
+      F(θ), shape (P, P).
 
     Example:
       >>> from gdlab.families import gaussian_1d
@@ -277,6 +344,18 @@ def fisher_information(family: Family, theta: Array, method: str = "analytic") -
 def is_singular(fisher: np.ndarray, damping: float = 0.0) -> bool:
     """Whether F + λI is too close to singular for a float64 solve: not finite, or its smallest
     eigenvalue is ≤ 0 or below 1e-14 of its largest.
+
+    Args:
+      fisher: F, a (P, P) array.
+      damping: λ ≥ 0, added to the diagonal.
+
+    Returns:
+      True when F + λI should not be solved.
+
+    Example:
+      >>> F = np.diag([1.0, 1e-20])
+      >>> is_singular(F), is_singular(F, damping=1e-6)
+      (True, False)
     """
     f = np.asarray(fisher, dtype=float)
     if not np.all(np.isfinite(f)):

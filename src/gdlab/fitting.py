@@ -134,6 +134,19 @@ def step_kl(family: Family, params: np.ndarray) -> np.ndarray:
     """KL(q_{θ_t}‖q_{θ_{t+1}}) for each row t of a trace's ``params``: how far in distribution
     each step moved q (the quantity a KL trust region bounds). The last row, with no step after
     it, is NaN.
+
+    Args:
+      family: q's family (:func:`gdlab.families.make_family`).
+      params: θ_t per row, shape (T, P).
+
+    Returns:
+      KL(q_t‖q_{t+1}), shape (T,).
+
+    Example:
+      >>> from gdlab.families import make_family
+      >>> fam = make_family("gaussian", 1, "mean_var")
+      >>> [round(float(k), 12) for k in step_kl(fam, np.array([[0.0, 1.0], [1.0, 1.0]]))]
+      [0.5, nan]
     """
     params = np.asarray(params)
     out = np.full(len(params), np.nan)
@@ -182,6 +195,22 @@ def kl_objective(target: str | MixtureSpec, family: Family, divergence: str, *, 
     domain, so natural-gradient optimizers work in either direction and for any target: the
     metric is q's, the gradient is the objective's (closed form, quadrature or Monte Carlo).
     Mixtures in d ≥ 3 use ``samples`` fixed antithetic Monte Carlo draws from ``seed``.
+
+    Args:
+      target: p, a spec text or a parsed :class:`gdlab.specs.MixtureSpec`.
+      family: q's family, of p's dimension.
+      divergence: ``forward`` or ``reverse``.
+      samples, seed: the Monte Carlo draws for mixtures in d ≥ 3.
+
+    Returns:
+      A :class:`gdlab.engine.Objective` whose ``loss(θ, data)`` is the KL.
+
+    Example:
+      >>> from gdlab.families import make_family
+      >>> fam = make_family("gaussian", 1, "mean_var")
+      >>> obj = kl_objective("N(2, 1)", fam, "forward")
+      >>> round(float(obj.loss(jnp.array([0.0, 5.0]), obj.data)), 12)     # ½ log 5
+      0.804718956217
     """
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {', '.join(DIVERGENCES)} "
@@ -264,6 +293,19 @@ def fit_problem(target: str | MixtureSpec, init: str | MixtureSpec | None, famil
     The default init is the source text's N(0, 5) in 1-D and N(0, I) in d-D; every bad pairing
     of target, init and family is a :class:`SpecError` naming it. Sweeps use it too, so that a
     sweep cell starts exactly where ``gdlab fit`` with its settings does.
+
+    Args:
+      target: p, a spec text or a parsed spec.
+      init: q₀, a single Gaussian spec of p's dimension, or None for the default.
+      family, param: as :func:`fit`.
+
+    Returns:
+      (target spec, family, q₀'s mean (d,), q₀'s covariance (d, d)).
+
+    Example:
+      >>> spec, fam, mean, cov = fit_problem("N(2, 1)", None)
+      >>> fam.param, mean.tolist(), cov.tolist()
+      ('mean_var', [0.0], [[5.0]])
     """
     target_spec = _as_spec(target, "target")
     dim = target_spec.dim

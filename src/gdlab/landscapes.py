@@ -129,6 +129,12 @@ def double_well(theta):
     step of 0.01 from x = 1.5 settles in the local minimum; a step of 0.1 cannot stay there
     (0.1 · 40.5 > 2) but can stay in the global one (0.1 · 5.91 < 2).
 
+    Args:
+      theta: the point, a JAX array of shape (1,).
+
+    Returns:
+      f(θ), a scalar.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> with jax.enable_x64(True):
@@ -145,34 +151,95 @@ def double_well(theta):
 # ----------------------------------------------------------------------------- the 2-D classics
 
 def bowl(theta):
-    """f(x) = x²: one minimum, f(0) = 0 (source text 001's bowl)."""
+    """f(x) = x²: one minimum, f(0) = 0 (source text 001's bowl).
+
+    Args:
+      theta: the point, a JAX array of shape (1,).
+
+    Returns:
+      f(θ), a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(bowl(jnp.array([3.0])))
+      9.0
+    """
     return theta[0] ** 2
 
 
 def himmelblau(theta):
-    """f(x, y) = (x² + y − 11)² + (x + y² − 7)²: four global minima, all f = 0."""
+    """f(x, y) = (x² + y − 11)² + (x + y² − 7)²: four global minima, all f = 0.
+
+    Args:
+      theta: the point, a JAX array of shape (2,).
+
+    Returns:
+      f(θ), a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(himmelblau(jnp.array([3.0, 2.0]))), float(himmelblau(jnp.array([0.0, 0.0])))
+      (0.0, 170.0)
+    """
     x, y = theta[0], theta[1]
     return (x ** 2 + y - 11.0) ** 2 + (x + y ** 2 - 7.0) ** 2
 
 
 def rosenbrock(theta):
-    """f(x, y) = (1 − x)² + 100 (y − x²)²: a curved valley, minimum f(1, 1) = 0."""
+    """f(x, y) = (1 − x)² + 100 (y − x²)²: a curved valley, minimum f(1, 1) = 0.
+
+    Args:
+      theta: the point, a JAX array of shape (2,).
+
+    Returns:
+      f(θ), a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(rosenbrock(jnp.array([1.0, 1.0]))), float(rosenbrock(jnp.array([0.0, 1.0])))
+      (0.0, 101.0)
+    """
     x, y = theta[0], theta[1]
     return (1.0 - x) ** 2 + 100.0 * (y - x ** 2) ** 2
 
 
 def rastrigin(theta):
-    """f(x, y) = 20 + Σ (xᵢ² − 10 cos 2πxᵢ): a grid of local minima, global f(0, 0) = 0."""
+    """f(x, y) = 20 + Σ (xᵢ² − 10 cos 2πxᵢ): a grid of local minima, global f(0, 0) = 0.
+
+    Args:
+      theta: the point, a JAX array of shape (2,).
+
+    Returns:
+      f(θ), a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(rastrigin(jnp.array([0.0, 0.0]))), round(float(rastrigin(jnp.array([1.0, 0.0]))), 9)
+      (0.0, 1.0)
+    """
     import jax.numpy as jnp
 
     return 10.0 * theta.shape[0] + jnp.sum(theta ** 2 - 10.0 * jnp.cos(2.0 * jnp.pi * theta))
 
 
 def ackley(theta):
-    """Ackley's function; global minimum f(0, 0) = 0, at the tip of a cone.
+    r"""Ackley's function; global minimum f(0, 0) = 0, at the tip of a cone.
+
+    .. math::  f(x, y) = -20\,e^{-0.2\sqrt{(x^2 + y^2)/2}} - e^{(\cos 2\pi x + \cos 2\pi y)/2} + e + 20
 
     f is not differentiable at the origin (near it f ≈ 2√2·r); the gradient is taken there as
     0, which is in the subdifferential, by a square root whose gradient is 0 at 0.
+
+    Args:
+      theta: the point, a JAX array of shape (2,).
+
+    Returns:
+      f(θ), a scalar.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> round(float(ackley(jnp.array([0.0, 0.0]))), 12), [float(g) for g in jax.grad(ackley)(jnp.zeros(2))]
+      (0.0, [0.0, 0.0])
     """
     import jax.numpy as jnp
 
@@ -184,13 +251,37 @@ def ackley(theta):
 
 
 def beale(theta):
-    """f(x, y) = (1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)²; f(3, 0.5) = 0."""
+    """f(x, y) = (1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)²; f(3, 0.5) = 0.
+
+    Args:
+      theta: the point, a JAX array of shape (2,).
+
+    Returns:
+      f(θ), a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(beale(jnp.array([3.0, 0.5]))), float(beale(jnp.array([0.0, 0.0])))
+      (0.0, 14.203125)
+    """
     x, y = theta[0], theta[1]
     return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y ** 2) ** 2 + (2.625 - x + x * y ** 3) ** 2
 
 
 def six_hump_camel(theta):
-    """f(x, y) = (4 − 2.1x² + x⁴/3) x² + xy + (−4 + 4y²) y²: six minima, two of them global."""
+    """f(x, y) = (4 − 2.1x² + x⁴/3) x² + xy + (−4 + 4y²) y²: six minima, two of them global.
+
+    Args:
+      theta: the point, a JAX array of shape (2,).
+
+    Returns:
+      f(θ), a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> round(float(six_hump_camel(jnp.array([0.08984201310031806, -0.7126564030207396]))), 6)
+      -1.031628
+    """
     x, y = theta[0], theta[1]
     return (4.0 - 2.1 * x ** 2 + x ** 4 / 3.0) * x ** 2 + x * y + (-4.0 + 4.0 * y ** 2) * y ** 2
 
@@ -234,6 +325,9 @@ def get_landscape(function: str | Landscape, box: Sequence[Sequence[float]] | No
       function: a name of :data:`LANDSCAPES` or an expression such as ``"x**4 - 3*x**2 + x"``.
       box: ((lo, hi), ...) per coordinate to replace the landscape's box (multistart, pictures).
 
+    Returns:
+      A :class:`Landscape` (name, dimension, f, formula, box, start, recorded minima).
+
     Raises:
       ValueError: an unknown name (the message lists the known ones), a bad box;
         :class:`gdlab.expressions.ExpressionError` for an expression outside the grammar.
@@ -264,7 +358,23 @@ def get_landscape(function: str | Landscape, box: Sequence[Sequence[float]] | No
 
 
 def check_box(box: Sequence[Sequence[float]], dim: int) -> tuple[tuple[float, float], ...]:
-    """((lo, hi), ...) with one finite interval lo < hi per coordinate, or ValueError."""
+    """((lo, hi), ...) with one finite interval lo < hi per coordinate, or ValueError.
+
+    Args:
+      box: one (lo, hi) pair per coordinate.
+      dim: the landscape's dimension.
+
+    Returns:
+      The box as a tuple of float pairs.
+
+    Example:
+      >>> check_box([[-1, 1], [0, 2]], 2)
+      ((-1.0, 1.0), (0.0, 2.0))
+      >>> check_box([[1, -1]], 1)
+      Traceback (most recent call last):
+      ...
+      ValueError: each interval of a box needs finite lo < hi, got (1.0, -1.0).
+    """
     try:
         pairs = tuple((float(lo), float(hi)) for lo, hi in box)
     except (TypeError, ValueError):
@@ -321,7 +431,20 @@ def _loss_for(fn: Callable) -> Callable:
 
 
 def landscape_objective(landscape: Landscape):
-    """The landscape as an engine objective: loss(θ, data) = f(θ); no data, no metrics."""
+    """The landscape as an engine objective: loss(θ, data) = f(θ); no data, no metrics.
+
+    Args:
+      landscape: a :class:`Landscape`.
+
+    Returns:
+      A :class:`gdlab.engine.Objective` (one loss object per function, so compiled runs are reused).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> obj = landscape_objective(get_landscape("bowl"))
+      >>> float(obj.loss(jnp.array([2.0]), None))
+      4.0
+    """
     from gdlab import engine
 
     return engine.Objective(loss=_loss_for(landscape.fn))
@@ -396,6 +519,14 @@ def minimize(function: str | Landscape, init: Any = None, optimizer=None, *, max
 def random_starts(box: Sequence[Sequence[float]], n: int, seed: int = 0) -> np.ndarray:
     """n points drawn uniformly in the box, reproducibly from ``seed``: shape (n, d).
 
+    Args:
+      box: one (lo, hi) pair per coordinate.
+      n: how many points, ≥ 1.
+      seed: the NumPy generator's seed.
+
+    Returns:
+      The points, shape (n, d).
+
     Example:
       >>> random_starts(((-1, 1), (0, 2)), 3, seed=0).shape
       (3, 2)
@@ -407,7 +538,21 @@ def random_starts(box: Sequence[Sequence[float]], n: int, seed: int = 0) -> np.n
 
 
 def near_minima(points: np.ndarray, minima: Sequence[Minimum], tol: float = FOUND_TOL) -> np.ndarray:
-    """(N, M) booleans: point i lies within ``tol`` (Euclidean) of minimum j."""
+    """(N, M) booleans: point i lies within ``tol`` (Euclidean) of minimum j.
+
+    Args:
+      points: N points, shape (N, d).
+      minima: M recorded minima.
+      tol: the Euclidean distance that counts as "at" a minimum.
+
+    Returns:
+      A boolean array (N, M).
+
+    Example:
+      >>> minima = get_landscape("double-well").global_minima + get_landscape("double-well").local_minima
+      >>> near_minima(np.array([[-1.5], [1.2], [0.0]]), minima).tolist()
+      [[True, False], [False, True], [False, False]]
+    """
     points = np.atleast_2d(np.asarray(points, dtype=float))
     if not minima:
         return np.zeros((len(points), 0), dtype=bool)
@@ -417,7 +562,18 @@ def near_minima(points: np.ndarray, minima: Sequence[Minimum], tol: float = FOUN
 
 
 def minima_found(points: np.ndarray, minima: Sequence[Minimum], tol: float = FOUND_TOL) -> tuple[int, int]:
-    """(how many of ``points`` lie within tol of some minimum, how many minima have such a point)."""
+    """(how many of ``points`` lie within tol of some minimum, how many minima have such a point).
+
+    Args:
+      points, minima, tol: as :func:`near_minima`.
+
+    Returns:
+      (points at a minimum, minima found).
+
+    Example:
+      >>> minima_found(np.array([[3.0, 2.0], [3.0, 2.0], [0.0, 0.0]]), get_landscape("himmelblau").global_minima)
+      (2, 1)
+    """
     close = near_minima(points, minima, tol)
     return int(close.any(axis=1).sum()), int(close.any(axis=0).sum())
 

@@ -92,6 +92,9 @@ def make_model(kind: str, n_features: int, *, loss: str | None = None, n_classes
       loss: ``mse`` or ``rmse`` for linear (default ``mse``); ``cross-entropy`` for the others.
       n_classes: K ≥ 2 for softmax; ignored otherwise.
 
+    Returns:
+      A :class:`Model` with (d + 1)·m parameters.
+
     Example:
       >>> make_model("softmax", 4, n_classes=3).n_params
       15
@@ -115,20 +118,57 @@ def make_model(kind: str, n_features: int, *, loss: str | None = None, n_classes
 # ------------------------------------------------------------------------------- parameters
 
 def unravel(model: Model, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(W, b): W of shape (d, m) and b of shape (m,) from the flat θ of length (d + 1) m."""
+    """(W, b): W of shape (d, m) and b of shape (m,) from the flat θ of length (d + 1) m.
+
+    Args:
+      model: the model.
+      theta: θ, the rows of [W; bᵀ] one after another.
+
+    Returns:
+      (W, b).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> W, b = unravel(make_model("logistic", 2), jnp.array([1.0, 2.0, 3.0]))
+      >>> W.tolist(), b.tolist()
+      ([[1.0], [2.0]], [3.0])
+    """
     matrix = theta.reshape(model.n_features + 1, model.n_outputs)
     return matrix[:-1], matrix[-1]
 
 
 def ravel(weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """The flat θ of W (d, m) or (d,) and b (m,) or a scalar: the inverse of :func:`unravel`."""
+    """The flat θ of W (d, m) or (d,) and b (m,) or a scalar: the inverse of :func:`unravel`.
+
+    Args:
+      weights: W, shape (d, m) or (d,).
+      bias: b, shape (m,) or a scalar.
+
+    Returns:
+      θ, length (d + 1) m.
+
+    Example:
+      >>> ravel(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([5.0, 6.0])).tolist()
+      [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    """
     weights = np.asarray(weights, dtype=float)
     weights = weights[:, None] if weights.ndim == 1 else weights
     return np.vstack([weights, np.atleast_1d(np.asarray(bias, dtype=float))[None, :]]).ravel()
 
 
 def penalty_mask(model: Model) -> np.ndarray:
-    """1 for the entries of θ that are weights (penalised), 0 for the bias."""
+    """1 for the entries of θ that are weights (penalised), 0 for the bias.
+
+    Args:
+      model: the model.
+
+    Returns:
+      The mask, length (d + 1) m.
+
+    Example:
+      >>> penalty_mask(make_model("linear", 2)).tolist()
+      [1.0, 1.0, 0.0]
+    """
     mask = np.ones((model.n_features + 1, model.n_outputs))
     mask[-1] = 0.0
     return mask.ravel()
@@ -142,6 +182,13 @@ def prior_bias(model: Model, target_mean) -> np.ndarray:
     (logistic), the log frequencies, centred (softmax). Training starts there, with the weights
     at zero or random, so that the steps go to the features rather than to the offset (on an
     uncentred target such as diabetes', mean 152, a zero bias costs thousands of steps).
+
+    Args:
+      model: the model.
+      target_mean: the training mean of y (one-hot for softmax).
+
+    Returns:
+      b, shape (m,).
 
     Example:
       >>> prior_bias(make_model("logistic", 2), 0.75).round(6).tolist()       # log 3
@@ -160,6 +207,15 @@ def init_params(model: Model, init: str, seed: int, bias: np.ndarray) -> np.ndar
     """θ₀: weights 0 (``zeros``) or drawn from N(0, 1/d) (``normal``, from ``seed``), bias ``bias``.
 
     The variance 1/d gives logits of variance about 1 on standardised features.
+
+    Args:
+      model: the model.
+      init: ``zeros`` or ``normal``.
+      seed: seeds the ``normal`` draws.
+      bias: b (:func:`prior_bias`).
+
+    Returns:
+      θ₀.
 
     Example:
       >>> m = make_model("logistic", 3)
@@ -202,7 +258,21 @@ _rows_dot.defvjp(_rows_dot_fwd, _rows_dot_bwd)
 
 
 def logits(model: Model, theta: jax.Array, X: jax.Array) -> jax.Array:
-    """z = XW + b: shape (n,) for linear and logistic, (n, K) for softmax."""
+    """z = XW + b: shape (n,) for linear and logistic, (n, K) for softmax.
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+
+    Returns:
+      z.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> logits(make_model("linear", 2), jnp.array([1.0, 2.0, 0.5]), jnp.array([[1.0, 1.0], [0.0, 1.0]])).tolist()
+      [3.5, 2.5]
+    """
     W, b = unravel(model, theta)
     if model.kind != "softmax":
         return _rows_dot(X, W[:, 0]) + b[0]
@@ -210,7 +280,25 @@ def logits(model: Model, theta: jax.Array, X: jax.Array) -> jax.Array:
 
 
 def example_losses(model: Model, z: jax.Array, y: jax.Array) -> jax.Array:
-    """ℓ(zᵢ, yᵢ) per example, shape (n,): squared error, or a cross-entropy from optax."""
+    r"""ℓ(zᵢ, yᵢ) per example, shape (n,): squared error, or a cross-entropy from optax.
+
+    .. math::  \ell = (y - z)^2 \ (\text{linear}),\quad \log(1 + e^z) - y z \ (\text{logistic}),\quad
+               \operatorname{logsumexp}(z) - z_y \ (\text{softmax})
+
+    Args:
+      model: the model.
+      z: the logits (:func:`logits`).
+      y: the labels or targets, shape (n,).
+
+    Returns:
+      ℓ per example, shape (n,).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> l = example_losses(make_model("logistic", 1), jnp.array([0.0, -800.0]), jnp.array([1.0, 1.0]))
+      >>> [round(float(v), 6) for v in l]          # log 2, and 800 without underflow
+      [0.693147, 800.0]
+    """
     if model.kind == "linear":
         return optax.losses.squared_error(z, y)
     if model.kind == "logistic":
@@ -219,23 +307,81 @@ def example_losses(model: Model, z: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def finish(model: Model, mean_loss: jax.Array) -> jax.Array:
-    """The data term from the mean per-example loss: √· for rmse, itself otherwise."""
+    """The data term from the mean per-example loss: √· for rmse, itself otherwise.
+
+    Args:
+      model: the model (its ``loss`` decides).
+      mean_loss: the mean of ℓ over the examples.
+
+    Returns:
+      The data term of J.
+
+    Example:
+      >>> float(finish(make_model("linear", 1, loss="rmse"), 9.0)), float(finish(make_model("linear", 1), 9.0))
+      (3.0, 9.0)
+    """
     return jnp.sqrt(mean_loss) if model.loss == "rmse" else mean_loss
 
 
 def penalty(model: Model, theta: jax.Array, l2: jax.Array) -> jax.Array:
-    """(λ/2)‖W‖², the bias left out."""
+    r"""(λ/2)‖W‖², the bias left out.
+
+    .. math::  \frac{\lambda}{2}\lVert W\rVert^2
+
+    Args:
+      model: the model.
+      theta: θ.
+      l2: λ.
+
+    Returns:
+      The penalty.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(penalty(make_model("linear", 2), jnp.array([3.0, 4.0, 100.0]), 0.1))   # 0.05 · 25
+      1.25
+    """
     W, _ = unravel(model, theta)
     return 0.5 * l2 * jnp.sum(W * W)
 
 
 def data_loss(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array) -> jax.Array:
-    """The data term of J: the mean loss (its square root for rmse); NaN on no examples."""
+    r"""The data term of J: the mean loss (its square root for rmse); NaN on no examples.
+
+    .. math::  \frac1n \sum_i \ell(z_i, y_i) \qquad \Big(\text{rmse: } \sqrt{\tfrac1n \textstyle\sum_i (y_i - z_i)^2}\Big)
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+      y: labels or targets, shape (n,).
+
+    Returns:
+      The data loss.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> m = make_model("linear", 1, loss="rmse")
+      >>> float(data_loss(m, jnp.array([0.0, 0.0]), jnp.array([[1.0], [2.0]]), jnp.array([3.0, 4.0])))   # √((9+16)/2)
+      3.5355339059327378
+    """
     return finish(model, jnp.mean(example_losses(model, logits(model, theta, X), y)))
 
 
 def objective(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2: jax.Array) -> jax.Array:
     r"""J(θ) = data loss + (λ/2)‖W‖² on the examples (X, y).
+
+    .. math::  J(\theta) = \frac1n\sum_{i=1}^n \ell(z_i, y_i) + \frac{\lambda}{2}\lVert W\rVert^2
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+      y: labels or targets, shape (n,).
+      l2: λ.
+
+    Returns:
+      J(θ).
 
     Example:
       >>> import jax.numpy as jnp
@@ -250,7 +396,21 @@ def objective(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2: ja
 # ------------------------------------------------------------------------------- metrics
 
 def predict(model: Model, theta: jax.Array, X: jax.Array) -> jax.Array:
-    """Predictions: z for linear, the label 0/1 (z > 0) for logistic, argmax z for softmax."""
+    """Predictions: z for linear, the label 0/1 (z > 0) for logistic, argmax z for softmax.
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+
+    Returns:
+      The predictions, shape (n,).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> predict(make_model("logistic", 1), jnp.array([1.0, 0.0]), jnp.array([[-2.0], [3.0]])).tolist()
+      [0.0, 1.0]
+    """
     z = logits(model, theta, X)
     if model.kind == "linear":
         return z
@@ -260,7 +420,23 @@ def predict(model: Model, theta: jax.Array, X: jax.Array) -> jax.Array:
 
 
 def example_scores(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array) -> jax.Array:
-    """Per example: 1/0 for a right/wrong class (classifiers), the squared error (linear)."""
+    """Per example: 1/0 for a right/wrong class (classifiers), the squared error (linear).
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+      y: labels or targets, shape (n,).
+
+    Returns:
+      Scores, shape (n,): their mean is the accuracy or the MSE.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> example_scores(make_model("logistic", 1), jnp.array([1.0, 0.0]), jnp.array([[-2.0], [3.0]]),
+      ...                jnp.array([0.0, 0.0])).tolist()
+      [1.0, 0.0]
+    """
     guess = predict(model, theta, X)
     if model.kind == "linear":
         return (guess - y) ** 2
@@ -273,6 +449,21 @@ def margins(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array) -> jax.A
     Logistic: (2y − 1) z; softmax: z_y − max_{k≠y} z_k. All positive means the weights
     separate the classes strictly: then J without a penalty falls towards 0 as W is scaled up,
     and has no finite minimiser. Linear regression: +inf (there is nothing to separate).
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+      y: labels, shape (n,).
+
+    Returns:
+      Margins, shape (n,).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> margins(make_model("logistic", 1), jnp.array([1.0, 0.0]), jnp.array([[-2.0], [3.0]]),
+      ...         jnp.array([0.0, 0.0])).tolist()
+      [2.0, -3.0]
     """
     z = logits(model, theta, X)
     if model.kind == "linear":
@@ -304,6 +495,14 @@ def weighted_gram(X: jax.Array, w: jax.Array, block_rows: int = GRAM_BLOCK_ROWS)
     copy of it: a ``lax.scan`` over blocks of ``block_rows`` rows (the rest in one last block)
     keeps each block in cache for its product, about twice as fast as the one product on
     XLA:CPU at 10⁶ × 100.
+
+    Args:
+      X: features, shape (n, d).
+      w: weights per row, shape (n,).
+      block_rows: rows per block.
+
+    Returns:
+      X̃ᵀ diag(w) X̃, shape (d + 1, d + 1).
 
     Example:
       >>> import jax.numpy as jnp
@@ -347,7 +546,20 @@ def _null_rows(model: Model, l2: jax.Array) -> jax.Array:
 
 
 def fisher_matrix(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2: jax.Array) -> jax.Array:
-    """The Fisher information F(θ) + λ·diag(weights), a dense (P, P) matrix (see the module text).
+    r"""The Fisher information F(θ) + λ·diag(weights), a dense (P, P) matrix (see the module text).
+
+    .. math::  F = \tfrac1n \tilde X^\top \operatorname{diag}(p_i(1 - p_i)) \tilde X + \lambda\,\mathrm{diag}(\text{mask})
+               \quad\text{(logistic; the module text gives linear and softmax)}
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+      y: labels or targets, shape (n,) (used by rmse's scale).
+      l2: λ.
+
+    Returns:
+      F, shape (P, P).
 
     Example:
       >>> import jax.numpy as jnp
@@ -374,6 +586,16 @@ def fisher_matrix(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2
 def fisher_vector_product(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array,
                           l2: jax.Array) -> Callable[[jax.Array], jax.Array]:
     """v ↦ (F(θ) + λ·diag(weights)) v without forming F: two passes over X per product.
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+      y: labels or targets, shape (n,).
+      l2: λ.
+
+    Returns:
+      The product as a function of v (length P).
 
     Example:
       >>> import jax.numpy as jnp
@@ -416,6 +638,22 @@ def fisher_diagonal(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, 
     It is the diagonal of the model's Fisher (an expectation over the model's predictive
     distribution), not the empirical Fisher (the mean of squared per-example gradients, which
     uses the labels and is a poor curvature estimate away from the optimum; Kunstner et al. 2019).
+
+    Args:
+      model: the model (:func:`make_model`).
+      theta: θ, the flat parameters, length (d + 1) m.
+      X: features, shape (n, d).
+      y: labels or targets, shape (n,).
+      l2: λ.
+
+    Returns:
+      diag(F) + λ·mask, shape (P,).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> m = make_model("logistic", 1)
+      >>> fisher_diagonal(m, jnp.zeros(2), jnp.array([[1.0], [-1.0]]), jnp.array([1.0, 0.0]), 0.5).tolist()
+      [0.75, 0.25]
     """
     n = X.shape[0]
     Xa = _augmented(X)
@@ -441,6 +679,14 @@ def linearly_separable(model: Model, X: np.ndarray, y: np.ndarray) -> bool | Non
     with θ, so ≥ 1 is as good as > 0. Then J without a penalty has no minimiser: it falls towards
     0 along a separating direction. Linear regression: False. Problems larger than
     ``LP_SIZE_LIMIT`` matrix entries are not checked (None).
+
+    Args:
+      model: the model.
+      X: features, shape (n, d).
+      y: labels, shape (n,).
+
+    Returns:
+      True, False, or None when the problem is too large to check.
 
     Example:
       >>> m = make_model("logistic", 1)

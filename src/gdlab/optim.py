@@ -53,6 +53,16 @@ def shared(factory: Callable[..., optax.GradientTransformation]) -> Callable[...
     functions, so sharing it is safe: a second :func:`gdlab.fit` or :func:`gdlab.train` with the
     same settings reuses the compiled loop instead of compiling it again (0.5 s at toy size).
     Settings that cannot be hashed (an array as the step size) build a new object each time.
+
+    Args:
+      factory: a function of hashable settings returning an optax transform.
+
+    Returns:
+      The factory, memoised on its arguments.
+
+    Example:
+      >>> gd(0.1) is gd(0.1), gd(0.1) is gd(0.2)
+      (True, False)
     """
     cached = functools.lru_cache(maxsize=256)(factory)
 
@@ -72,6 +82,12 @@ def gd(lr: LearningRate = 0.1) -> optax.GradientTransformation:
     r"""Plain gradient descent.
 
     .. math::  \theta_{t+1} = \theta_t - \eta_t \nabla L(\theta_t)
+
+    Args:
+      lr: the step size η, a number (negative: gradient ascent) or an optax schedule t ↦ η_t.
+
+    Returns:
+      An optax transform whose update is −η_t g_t.
 
     Example:
       >>> import jax.numpy as jnp
@@ -95,6 +111,13 @@ def momentum(lr: LearningRate = 0.1, momentum: float = 0.9) -> optax.GradientTra
 
     With a constant step this is θ_{t+1} = θ_t − η∇L(θ_t) + β(θ_t − θ_{t−1}): a fraction β of
     the previous step carries over. β = 0 is plain gradient descent; β = 1 keeps all of it.
+
+    Args:
+      lr: the step size η, a number or an optax schedule.
+      momentum: β in [0, 1].
+
+    Returns:
+      An optax transform.
 
     Example:
       >>> import jax.numpy as jnp
@@ -122,6 +145,20 @@ def nesterov(lr: LearningRate = 0.1, momentum: float = 0.9) -> optax.GradientTra
        v_{t+1} = \beta v_t + \nabla L(\theta_t), \qquad
        \theta_{t+1} = \theta_t - \eta_t (\nabla L(\theta_t) + \beta v_{t+1})
 
+    Args:
+      lr: the step size η, a number or an optax schedule.
+      momentum: β in [0, 1].
+
+    Returns:
+      An optax transform.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt = nesterov(lr=0.1, momentum=0.9)
+      >>> u, _ = opt.update(jnp.array([1.0]), opt.init(jnp.zeros(1)))
+      >>> round(float(u[0]), 6)                  # -0.1 * (1 + 0.9 * 1)
+      -0.19
+
     References:
       Sutskever et al., "On the importance of initialization and momentum in deep learning", 2013.
     """
@@ -140,6 +177,21 @@ def adam(lr: LearningRate = 0.01, b1: float = 0.9, b2: float = 0.999,
 
        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,
        \quad \theta_{t+1} = \theta_t - \eta_t \frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
+
+    Args:
+      lr: the step size η, a number or an optax schedule.
+      b1, b2: the decay rates β₁, β₂ of the moment estimates, in [0, 1).
+      eps: ε > 0 in the denominator.
+
+    Returns:
+      An optax transform.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt = adam(lr=0.01)
+      >>> u, _ = opt.update(jnp.array([5.0]), opt.init(jnp.zeros(1)))
+      >>> round(float(u[0]), 6)                  # the first step is -η·sign(g), whatever |g|
+      -0.01
 
     References:
       Kingma & Ba, "Adam: A method for stochastic optimization", 2015.
@@ -220,6 +272,15 @@ def shorten_into_domain(in_domain: Callable[[Any], jax.Array], params: Any, step
 
     A natural-gradient step can overshoot the parameter domain (a negative variance or
     precision, η₂ ≥ 0): it is shortened, never silently accepted.
+
+    Args:
+      in_domain: θ ↦ a boolean array, whether θ names a distribution.
+      params: θ, a pytree.
+      step: δ, a pytree like ``params``.
+      halvings: K, how many times to halve at most.
+
+    Returns:
+      α δ, a pytree like ``step`` (zero when no halving stays inside).
 
     Example:
       >>> import jax.numpy as jnp
@@ -375,7 +436,19 @@ def natural(lr: LearningRate = 1.0, damping: float = 0.0, *, momentum: float = 0
 
 
 def natural_state(state: Any) -> tuple[float, float] | None:
-    """(damping, trust_region or NaN) of a :func:`natural` optimizer's state, or None for other optimizers."""
+    """(damping, trust_region or NaN) of a :func:`natural` optimizer's state, or None for other optimizers.
+
+    Args:
+      state: an optimizer state, as ``optimizer.init(params)`` returns it.
+
+    Returns:
+      ``(damping, trust_region)`` with NaN for no trust region, or None.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> natural_state(natural(damping=1e-3).init(jnp.zeros(2))), natural_state(gd(0.1).init(jnp.zeros(2)))
+      ((0.001, nan), None)
+    """
     injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
     is_leaf = lambda x: isinstance(x, injected)  # noqa: E731
     for s in jax.tree_util.tree_leaves(state, is_leaf=is_leaf):
@@ -390,6 +463,22 @@ def by_name(name: str, lr: LearningRate, momentum: float | None = None, *, dampi
     ``momentum`` is used by ``momentum`` and ``nesterov`` (default 0.9) and by ``natural``
     (default 0); ``damping`` and ``trust_region`` by ``natural`` only. An option that does not
     apply to the optimizer is refused rather than silently ignored.
+
+    Args:
+      name: ``gd``, ``momentum``, ``nesterov``, ``adam`` or ``natural``.
+      lr: the step size, a number or an optax schedule.
+      momentum, damping, trust_region: the optimizer's options, where it has them.
+
+    Returns:
+      The optax transform (shared per setting, see :func:`shared`).
+
+    Example:
+      >>> by_name("momentum", 0.1) is momentum(0.1, 0.9)
+      True
+      >>> by_name("gd", 0.1, damping=0.1)
+      Traceback (most recent call last):
+      ...
+      ValueError: damping applies to the natural optimizer, not 'gd'; use --optimizer natural or drop --damping.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}.")
@@ -411,6 +500,17 @@ def learning_rate(state: Any) -> jax.Array:
     """The learning rate the last update used, read from an injected-hyperparameter state.
 
     NaN for an optimizer built without ``optax.inject_hyperparams`` (its rate is not in the state).
+
+    Args:
+      state: an optimizer state.
+
+    Returns:
+      η as a JAX scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(learning_rate(gd(0.25).init(jnp.zeros(1))))
+      0.25
     """
     injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
     is_injected = lambda x: isinstance(x, injected)  # noqa: E731

@@ -66,13 +66,41 @@ class FitRun(NamedTuple):
 
 
 def path_from_trace(label: str, trace: Any) -> Path:
-    """A :class:`Path` from an engine trace (``step``, ``params``, ``loss``, ``lr``)."""
+    """A :class:`Path` from an engine trace (``step``, ``params``, ``loss``, ``lr``).
+
+    Args:
+      label: the run's name in legends.
+      trace: a trace (:class:`gdlab.engine.Trace`), e.g. ``gdlab.minimize(...).trace``.
+
+    Returns:
+      A :class:`Path` of NumPy arrays.
+
+    Example:
+      >>> from gdlab import minimize, optim
+      >>> p = path_from_trace("gd", minimize("bowl", 1.0, optim.gd(0.25), max_steps=3, tol=0).trace)
+      >>> p.points[:, 0].tolist(), p.f.tolist()
+      ([1.0, 0.5, 0.25, 0.125], [1.0, 0.25, 0.0625, 0.015625])
+    """
     return Path(label, np.asarray(trace.step), np.atleast_2d(np.asarray(trace.params, dtype=float)).reshape(len(trace), -1),
                 np.asarray(trace.loss, dtype=float), np.asarray(trace.lr, dtype=float))
 
 
 def fit_run(label: str, result: Any) -> FitRun:
-    """A :class:`FitRun` from a 1-D :class:`gdlab.fitting.FitResult`."""
+    """A :class:`FitRun` from a 1-D :class:`gdlab.fitting.FitResult`.
+
+    Args:
+      label: the run's name in legends.
+      result: a 1-D fit.
+
+    Returns:
+      A :class:`FitRun` of NumPy arrays (NaN for a KL direction the trace lacks).
+
+    Example:
+      >>> from gdlab import fit, optim
+      >>> run = fit_run("gd", fit("N(2, 1)", "N(0, 5)", "forward", optim.gd(0.5), max_steps=2, tol=0))
+      >>> [round(float(m), 12) for m in run.mean], float(run.var[0])   # m ← m + lr (2 − m)/v, v stays 5 at first
+      ([0.0, 0.2, 0.38], 5.0)
+    """
     tr = result.trace
     nan = np.full(len(tr), np.nan)
     return FitRun(label, np.asarray(tr.step), np.asarray(tr.mean, dtype=float).reshape(len(tr), -1)[:, 0],
@@ -104,6 +132,12 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
 def parse_size(text: str) -> tuple[int, int]:
     """``"1200x800"`` → (1200, 800), checked.
 
+    Args:
+      text: ``WIDTHxHEIGHT`` in pixels, each 100 to 10,000.
+
+    Returns:
+      (width, height).
+
     Example:
       >>> parse_size("640x480")
       (640, 480)
@@ -115,7 +149,24 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_figure_path(path: str, what: str = "--plot", suffixes: Sequence[str] = FIGURE_SUFFIXES) -> str:
-    """Refuse, before any work, a picture path with an unknown suffix or an unwritable folder."""
+    """Refuse, before any work, a picture path with an unknown suffix or an unwritable folder.
+
+    Args:
+      path: the file to write.
+      what: the option's name for the message.
+      suffixes: the allowed suffixes.
+
+    Returns:
+      The suffix, lower case.
+
+    Example:
+      >>> check_figure_path("fit.PNG")
+      '.png'
+      >>> check_figure_path("fit.jpg")
+      Traceback (most recent call last):
+      ...
+      ValueError: --plot 'fit.jpg': the file name must end in .png, .svg, .pdf.
+    """
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in suffixes:
         raise ValueError(f"{what} {path!r}: the file name must end in {', '.join(suffixes)}.")
@@ -126,7 +177,24 @@ def check_figure_path(path: str, what: str = "--plot", suffixes: Sequence[str] =
 
 
 def save_figure(fig, path: str) -> None:
-    """Write ``fig`` at its own pixel size (no tight cropping, so the size is what was asked)."""
+    """Write ``fig`` at its own pixel size (no tight cropping, so the size is what was asked).
+
+    Args:
+      fig: a matplotlib Figure (any of this module's).
+      path: a ``.png``, ``.svg`` or ``.pdf`` path in a writable folder.
+
+    Returns:
+      None; the file is written.
+
+    Example:
+      >>> import os, tempfile
+      >>> from PIL import Image
+      >>> fig = param_comparison_figure.__globals__["_figure"]((300, 200))
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     save_figure(fig, os.path.join(tmp, "f.png"))
+      ...     Image.open(os.path.join(tmp, "f.png")).size
+      (300, 200)
+    """
     check_figure_path(path, "the picture")
     try:
         fig.savefig(path, dpi=fig.dpi)
@@ -367,6 +435,24 @@ def animate_landscape(landscape, paths: Sequence[Path], path: str, *, title: str
     """A GIF of the runs moving over the landscape (pillow writer). Returns the number of frames.
 
     Frames are spread over the run, denser at the start where steps are large.
+
+    Args:
+      landscape, paths, title, size, resolution: as :func:`landscape_figure`.
+      path: the ``.gif`` to write.
+      frames, fps: frames in the GIF (at most) and frames per second.
+
+    Returns:
+      The number of frames written.
+
+    Example:
+      >>> import os, tempfile
+      >>> from gdlab import landscapes, optim
+      >>> run = landscapes.minimize("bowl", 1.0, optim.gd(0.1), max_steps=20)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     n = animate_landscape(landscapes.get_landscape("bowl"), [path_from_trace("gd", run.trace)],
+      ...                           os.path.join(tmp, "a.gif"), frames=5, size=(200, 150), resolution=20)
+      >>> 1 <= n <= 5
+      True
     """
     check_figure_path(path, "--animate", (".gif",))
     fig = _figure(size)
@@ -435,6 +521,20 @@ def kl_field(target, divergence: str, means: np.ndarray, log_vars: np.ndarray) -
 
     Computed by :func:`gdlab.fitting.kl_objective` itself (mean/variance parameterization), so
     the contours are the fit's own objective.
+
+    Args:
+      target: p, a 1-D spec.
+      divergence: ``forward`` or ``reverse``.
+      means: the grid's means, shape (M,).
+      log_vars: the grid's log variances, shape (S,).
+
+    Returns:
+      The KL, shape (S, M).
+
+    Example:
+      >>> field = kl_field("N(0, 1)", "forward", np.array([0.0, 1.0]), np.array([0.0]))
+      >>> [round(float(v), 12) for v in field[0]]            # KL(N(0,1)‖N(m,1)) = m²/2
+      [0.0, 0.5]
     """
     import jax
     import jax.numpy as jnp
@@ -606,7 +706,29 @@ def fit_figure(target, runs: Sequence[FitRun], divergence: str, *, snapshots: Se
 
 def animate_fit(target, run: FitRun, divergence: str, path: str, *, title: str | None = None,
                 size: tuple[int, int] = (1000, 450), frames: int = 60, fps: int = 12, resolution: int = 70) -> int:
-    """A GIF of a fit: q moving towards p (left) and the point (m, log v) moving over the KL contours (right)."""
+    """A GIF of a fit: q moving towards p (left) and the point (m, log v) moving over the KL contours (right).
+
+    Args:
+      target: p, a 1-D spec.
+      run: the fit (:func:`fit_run`).
+      divergence: the minimised direction (its contours are drawn).
+      path: the ``.gif`` to write.
+      title, size, resolution: as :func:`fit_figure`.
+      frames, fps: frames in the GIF (at most) and frames per second.
+
+    Returns:
+      The number of frames written.
+
+    Example:
+      >>> import os, tempfile
+      >>> from gdlab import fit, optim
+      >>> res = fit("N(2, 1)", "N(0, 5)", "forward", optim.gd(0.5), max_steps=20)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     n = animate_fit("N(2, 1)", fit_run("gd", res), "forward", os.path.join(tmp, "f.gif"), frames=4,
+      ...                     size=(300, 150), resolution=10)
+      >>> 1 <= n <= 4
+      True
+    """
     from gdlab.specs import parse_distribution
 
     check_figure_path(path, "--animate", (".gif",))
@@ -676,6 +798,10 @@ def train_figure(step: Sequence[float], loss: Sequence[float], epoch: Sequence[f
         the step losses are the epoch losses).
       title, size: as :func:`landscape_figure`.
 
+    Returns:
+      A matplotlib Figure: the losses against epochs (log axis) and, below, the learning rate when
+      it varies.
+
     Example:
       >>> import numpy as np
       >>> s = np.arange(100); fig = train_figure(s, 1 / (1 + s) + 0.05 * np.random.default_rng(0).random(100),
@@ -736,7 +862,21 @@ def _train_curves(result) -> dict:
 
 def train_title(result, what: str | None = None) -> str:
     """A title that says what ran and how it ended: ``what`` (e.g. the optimizer), the model, the
-    batches, the stop reason and the final losses."""
+    batches, the stop reason and the final losses.
+
+    Args:
+      result: a :class:`gdlab.training.TrainResult`.
+      what: a prefix, e.g. the optimizer's name.
+
+    Returns:
+      The title.
+
+    Example:
+      >>> import gdlab
+      >>> res = gdlab.train("iris", "softmax", max_steps=5, tol=0, grad_tol=0, test_size=0)
+      >>> train_title(res, "gd")          # doctest: +ELLIPSIS
+      'gd: softmax regression (cross-entropy, λ = 0.00667), full batch: max_steps after 5 steps (5 epochs); train loss ...'
+    """
     kind = {"linear": "linear", "logistic": "logistic", "softmax": "softmax"}[result.model.kind]
     batch = "full batch" if result.batch_size == 0 else f"mini-batches of {result.batch_size}"
     penalty = f", λ = {result.l2:.3g}" if result.l2 else ""
@@ -749,6 +889,14 @@ def train_title(result, what: str | None = None) -> str:
 def train_result_figure(result, *, title: str | None = None, size: tuple[int, int] = DEFAULT_SIZE):
     """:func:`train_figure` of a :func:`gdlab.train` result: train (and test) loss per epoch, the
     mini-batch loss of every step behind them (mini-batch runs), the learning rate when it varies.
+
+    Args:
+      result: a :class:`gdlab.training.TrainResult`.
+      title: the figure's title (default :func:`train_title`).
+      size: (width, height) in pixels.
+
+    Returns:
+      A matplotlib Figure.
 
     Example:
       >>> import gdlab
@@ -763,6 +911,23 @@ def animate_train(result, path: str, *, title: str | None = None, size: tuple[in
                   frames: int = 60, fps: int = 12) -> int:
     """A GIF of :func:`train_result_figure` growing: every curve drawn up to the frame's step
     (axes fixed to the whole run). Returns the number of frames.
+
+    Args:
+      result: a :class:`gdlab.training.TrainResult`.
+      path: the ``.gif`` to write.
+      title, size: as :func:`train_result_figure`.
+      frames, fps: frames in the GIF (at most) and frames per second.
+
+    Returns:
+      The number of frames written.
+
+    Example:
+      >>> import os, tempfile, gdlab
+      >>> res = gdlab.train("iris", "softmax", batch_size=16, epochs=2)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     n = animate_train(res, os.path.join(tmp, "t.gif"), frames=3, size=(300, 200))
+      >>> 1 <= n <= 3
+      True
     """
     check_figure_path(path, "--animate", (".gif",))
     curves = _train_curves(result)
@@ -891,6 +1056,14 @@ def param_comparison_figure(result, *, title: str | None = None, size: tuple[int
     Left: for every pair of parameterizations, the symmetric KL between their q's at each step
     (log axis), solid for the first optimizer (natural gradient by default), dashed for the
     second. Right: each run's path in (mean, log variance), one colour per parameterization.
+
+    Args:
+      result: a :class:`gdlab.invariance.ParamComparison`.
+      title: the figure's title (default: what was compared).
+      size: (width, height) in pixels.
+
+    Returns:
+      A matplotlib Figure.
 
     Example:
       >>> from gdlab.invariance import compare_params

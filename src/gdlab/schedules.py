@@ -64,6 +64,15 @@ def warm_restarts(lr: float, period: int, period_mult: float = 1.0, alpha: float
     cycle: its graph grows with the number of cycles (period 1 over 10,000 steps did not compile
     in minutes); this one is a handful of operations for any number of cycles.
 
+    Args:
+      lr: η, the rate at the start of every cycle.
+      period: P ≥ 1, the first cycle's length in steps.
+      period_mult: r ≥ 1, each cycle's length over the previous one's.
+      alpha: α in [0, 1], the floor of each cycle as a fraction of η.
+
+    Returns:
+      An optax schedule, step t ↦ η_t.
+
     Example:
       >>> s = warm_restarts(0.1, period=10)
       >>> [round(float(s(t)), 4) for t in (0, 5, 10, 15)]
@@ -99,9 +108,32 @@ def warm_restarts(lr: float, period: int, period_mult: float = 1.0, alpha: float
 def make_schedule(name: str, lr: float, *, decay: float | None = None, decay_steps: int | None = None,
                   alpha: float = 0.0, period: int | None = None, period_mult: float = 1.0,
                   horizon: int = 10_000) -> Schedule | float:
-    """The schedule called ``name`` starting from ``lr``; ``constant`` gives ``lr`` itself.
+    r"""The schedule called ``name`` starting from ``lr``; ``constant`` gives ``lr`` itself.
 
-    ``horizon`` is the run's length in steps (``max_steps``): the default decay length of ``cosine``.
+    .. math::
+
+       \text{exponential: } \eta_t = \eta\, d^{t/k},\quad
+       \text{step: } \eta_t = \eta\, d^{\lfloor t/k \rfloor},\quad
+       \text{cosine: } \eta_t = \eta\left(\alpha + \tfrac{1-\alpha}{2}\left(1 + \cos\tfrac{\pi \min(t, k)}{k}\right)\right)
+
+    with d = ``decay`` and k = ``decay_steps``; ``warm-restarts`` is :func:`warm_restarts`.
+
+    Args:
+      name: ``constant``, ``exponential``, ``step``, ``cosine`` or ``warm-restarts``.
+      lr: η, the rate at step 0.
+      decay: d in (0, 1] (exponential and step; default 0.99).
+      decay_steps: k (default 1 for exponential, 100 for step, ``horizon`` for cosine).
+      alpha: α, the floor of cosine and warm restarts as a fraction of η.
+      period, period_mult: P and r of :func:`warm_restarts` (default P = 100, r = 1).
+      horizon: the run's length in steps (``max_steps``): the default decay length of ``cosine``.
+
+    Returns:
+      An optax schedule t ↦ η_t, or ``lr`` itself for ``constant``.
+
+    Example:
+      >>> s = make_schedule("step", 1.0, decay=0.5, decay_steps=10)
+      >>> [float(s(t)) for t in (0, 9, 10, 25)]
+      [1.0, 1.0, 0.5, 0.25]
     """
     if name not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {name!r}.")

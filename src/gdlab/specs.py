@@ -141,7 +141,20 @@ def tokenize(text: str, token_re: re.Pattern = _TOKEN_RE, literal: str = "punct"
     """Split ``text`` into tokens by the named groups of ``token_re``: a ``space`` match is dropped,
     a ``literal`` match is its own kind (``"("``, ``"+"``), any other group names the kind; a
     character no group matches becomes an ``other`` token, which the parser refuses in context
-    with its position. Ends with an ``end`` token. The expression grammar reuses it."""
+    with its position. Ends with an ``end`` token. The expression grammar reuses it.
+
+    Args:
+      text: the text to split.
+      token_re: a compiled pattern of named groups (default: the spec grammar's).
+      literal: the group whose matches are their own kind.
+
+    Returns:
+      The tokens (kind, text, position), the last of kind ``end``.
+
+    Example:
+      >>> [(t.kind, t.text) for t in tokenize("N(2, 1)")]
+      [('word', 'N'), ('(', '('), ('number', '2'), (',', ','), ('number', '1'), (')', ')'), ('end', '')]
+    """
     tokens, pos = [], 0
     while pos < len(text):
         match = token_re.match(text, pos)
@@ -160,7 +173,19 @@ def tokenize(text: str, token_re: re.Pattern = _TOKEN_RE, literal: str = "punct"
 
 
 def quote(text: str, limit: int = 40) -> str:
-    """Text fit to quote inside a one-line message: no line breaks or control characters."""
+    r"""Text fit to quote inside a one-line message: no line breaks or control characters.
+
+    Args:
+      text: what the user gave.
+      limit: characters kept before "...".
+
+    Returns:
+      The text, escaped and cut.
+
+    Example:
+      >>> quote("N(0,\n1)"), quote("x" * 50, limit=5)
+      ('N(0,\\n1)', 'xxxxx...')
+    """
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
     return shown + ("..." if len(text) > limit else "")
 
@@ -392,10 +417,29 @@ def _weights(p: _Parser, terms: list[_Term]) -> np.ndarray:
 # ------------------------------------------------------------------ public
 
 def parse_distribution(text: str, what: str = "distribution") -> MixtureSpec:
-    """Parse a normal or mixture written as in the module docstring.
+    r"""Parse a normal or mixture written as in the module docstring.
 
     ``what`` names the input in error messages, e.g. ``what="--target"``.
     Raises :class:`SpecError` (and nothing else) for any string that is not a valid spec.
+
+    .. math::  p(x) = \sum_k w_k\, \mathcal N(x;\ m_k, C_k), \qquad w_k > 0,\ \sum_k w_k = 1
+
+    Args:
+      text: e.g. ``"N(2, 1)"`` (mean, **variance**), ``"0.3*N(-2, 0.36) + 0.7*N(1.5, 0.16)"`` or
+        ``"N([1, 2], [[2, 0.5], [0.5, 1]])"``.
+      what: the input's name for error messages.
+
+    Returns:
+      A :class:`MixtureSpec`: weights (K,), means (K, d), covariances (K, d, d) and the text.
+
+    Example:
+      >>> spec = parse_distribution("0.3*N(-2, 0.36) + 0.7*N(1.5, 0.16)")
+      >>> spec.weights.tolist(), spec.means[:, 0].tolist(), spec.covs[:, 0, 0].tolist()
+      ([0.3, 0.7], [-2.0, 1.5], [0.36, 0.16])
+      >>> parse_distribution("N(0, -1)", what="--target")
+      Traceback (most recent call last):
+      ...
+      gdlab.specs.SpecError: --target "N(0, -1)": the variance of component 1 must be positive, got -1.0; write N(mean, variance) with variance > 0.
     """
     if not isinstance(text, str):
         raise TypeError(f"{what}: expected a string, got {type(text).__name__}")
@@ -420,6 +464,16 @@ def format_distribution(spec: MixtureSpec) -> str:
     Numbers are written with ``repr(float)`` (shortest exact form).  Scalar 1-D specs use the scalar
     form N(m, v); all others a mean vector and a full covariance matrix.  Weights are left out when they
     are exactly the equal weights 1/k that the parser assigns to unweighted mixtures.
+
+    Args:
+      spec: a parsed spec.
+
+    Returns:
+      The text.
+
+    Example:
+      >>> format_distribution(parse_distribution("0.25*N(-2, 0.36) + 0.75*N(1.5, 0.16)"))
+      '0.25*N(-2.0, 0.36) + 0.75*N(1.5, 0.16)'
     """
     def num(x: float) -> str:
         return repr(float(x))  # float() first: repr(np.float64) is "np.float64(...)" in numpy 2

@@ -56,16 +56,62 @@ class StopCriteria(NamedTuple):
 
 
 def recent_losses_init(criteria: StopCriteria, dtype=jnp.float64) -> jax.Array:
-    """The window of recent losses that :func:`check` carries: ``patience + 1`` NaNs at the start."""
+    """The window of recent losses that :func:`check` carries: ``patience + 1`` NaNs at the start.
+
+    Args:
+      criteria: the stopping rules (their ``patience`` sets the window's length).
+      dtype: the losses' dtype.
+
+    Returns:
+      An array of ``patience + 1`` NaNs.
+
+    Example:
+      >>> recent_losses_init(StopCriteria(patience=2)).tolist()
+      [nan, nan, nan]
+    """
     return jnp.full((criteria.patience + 1,), jnp.nan, dtype)
 
 
 def check(criteria: StopCriteria, step: jax.Array, loss: jax.Array, first_loss: jax.Array,
           grad_norm: jax.Array, params_finite: jax.Array, recent: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Decide whether to stop at θ_step. Returns (reason code, updated window of recent losses).
+    r"""Decide whether to stop at θ_step. Returns (reason code, updated window of recent losses).
 
     ``recent`` holds the last ``patience + 1`` losses (NaN where not yet seen); pass the value
-    returned at the previous step, :func:`recent_losses_init` at the start.
+    returned at the previous step, :func:`recent_losses_init` at the start. The rules, in order:
+
+    .. math::
+
+       \text{diverged: } L_t, \lVert g_t \rVert \text{ or } \theta_t \text{ not finite, or }
+       L_t - L_0 > c \max(1, |L_0|); \qquad
+       \text{converged: } \max_{s \in W} L_s - \min_{s \in W} L_s \le \mathrm{tol} \max(1, |L_t|)
+       \text{ or } \lVert g_t \rVert \le \mathrm{grad\_tol}
+
+    with W the last ``patience + 1`` steps and c = ``divergence_factor``; otherwise ``max_steps``
+    once ``step`` reaches it.
+
+    Args:
+      criteria: the stopping rules.
+      step: t, the number of updates made so far.
+      loss, first_loss: L_t and L_0.
+      grad_norm: ‖∇L(θ_t)‖.
+      params_finite: whether every entry of θ_t is finite.
+      recent: the window of recent losses.
+
+    Returns:
+      (reason, recent): ``RUNNING``, ``CONVERGED``, ``MAX_STEPS`` or ``DIVERGED`` as an int32
+      scalar (names in ``STOP_REASONS``), and the updated window.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> c = StopCriteria(max_steps=100, tol=1e-9, patience=1)
+      >>> recent = recent_losses_init(c)
+      >>> for t in range(3):                     # a loss that stays at 1.0 stops after patience + 1 steps
+      ...     reason, recent = check(c, jnp.int32(t), jnp.array(1.0), jnp.array(1.0), jnp.array(0.1),
+      ...                            jnp.array(True), recent)
+      ...     print(STOP_REASONS[int(reason)])
+      running
+      converged
+      converged
     """
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & params_finite
     ran_away = loss - first_loss > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first_loss))
@@ -95,6 +141,13 @@ def sliding_range(values: jax.Array, width: int) -> tuple[jax.Array, jax.Array]:
     By doubling (van Herk's idea in its sparse-table form): maxima over 1, 2, 4, …, k ≤ w values,
     then two overlapping windows of k: ⌈log₂ w⌉ + 1 elementwise passes instead of w.
 
+    Args:
+      values: x, a 1-D array of n ≥ w values.
+      width: w, the window's length.
+
+    Returns:
+      (hi, lo), each of n − w + 1 values.
+
     Example:
       >>> hi, lo = sliding_range(jnp.array([3., 1., 4., 1., 5.]), 3)
       >>> hi.tolist(), lo.tolist()
@@ -122,6 +175,15 @@ def check_block(criteria: StopCriteria, step0: jax.Array, loss: jax.Array, grad_
     lets the engine run K steps without any per-step stopping work. ``active``: False for a run
     that has stopped already (under ``vmap`` its lane still computes); ``lanes_axis``: the name of
     the ``vmap`` axis of the lanes, if any.
+
+    Args:
+      criteria: the rules' settings.
+      step0: the step number of the block's first step.
+      loss, grad_norm, params_finite: per step of the block (K values each).
+      first_loss: the loss at step 0 of the run (read when step0 > 0).
+      recent: the window of the ``patience + 1`` losses before the block, oldest first.
+      active: whether the run is still going (False: nothing it shows can call for the spread).
+      lanes_axis: the ``vmap`` axis name of the runs, or None.
 
     Returns:
       (stop, reason, first_loss, recent): ``stop`` the first j at which a rule fires (K if none),

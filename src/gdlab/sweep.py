@@ -97,6 +97,12 @@ def parse_grid(text: str) -> GridAxis:
     ``a:b:n`` is n evenly spaced values from a to b, both included; ``:log`` spaces them
     evenly in log (a, b > 0), as ``numpy.geomspace``.
 
+    Args:
+      text: the option's value.
+
+    Returns:
+      A :class:`GridAxis` (the name and its values); a bad axis is a ValueError naming it.
+
     Example:
       >>> parse_grid("lr=0.001:1:4:log").values
       (0.001, 0.01, 0.1, 1.0)
@@ -141,6 +147,12 @@ def parse_grid(text: str) -> GridAxis:
 
 def grid_cells(axes: Sequence[GridAxis]) -> dict[str, np.ndarray]:
     """The cells of a grid: the Cartesian product, the first axis varying slowest.
+
+    Args:
+      axes: the grid's axes.
+
+    Returns:
+      {name: values per cell}, every array of length Π len(axis.values).
 
     Example:
       >>> cells = grid_cells([GridAxis("lr", (0.1, 0.2)), GridAxis("momentum", (0.0, 0.9))])
@@ -224,6 +236,20 @@ def with_hyperparams(opt_state: Any, values: dict[str, Any]) -> Any:
     driven by a :class:`ScaledSchedule` is set through the schedule's state (its peak η), with
     ``"schedule_shape"`` the index of each cell's shape; other scheduled hyperparameters cannot
     be set (optax recomputes them at every step), which is refused.
+
+    Args:
+      opt_state: an optimizer state (batched or not).
+      values: the hyperparameters to set, by their optax names.
+
+    Returns:
+      The state with those values.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> state = with_hyperparams(optim.gd(0.1).init(jnp.zeros(1)), {"learning_rate": jnp.asarray(0.5)})
+      >>> float(optim.learning_rate(state))
+      0.5
     """
     import jax
     import jax.numpy as jnp
@@ -876,6 +902,19 @@ def sweep_landscape(function: Any, init: Any = None, optimizer: str = "gd", grid
     :func:`gdlab.landscapes.minimize`; the columns end with ``x`` (and ``y``), the final point,
     and ``at_global_minimum`` (within 1e-6 of a recorded global minimum; named landscapes only).
 
+    Args:
+      function: a landscape, its name or an expression in x (and y).
+      init: the start point (default: the landscape's).
+      optimizer: ``gd``, ``momentum``, ``nesterov`` or ``adam``.
+      grid: the axes, e.g. ``["lr=0.001:0.3:20:log", "momentum=0,0.5,0.9"]``.
+      lr, momentum, schedule, decay, decay_steps, alpha, period, period_mult: every cell's
+        settings where the grid does not vary them.
+      max_steps, tol, patience, grad_tol: the stopping rules (:mod:`gdlab.stopping`).
+      reach, chunk_size, lanes, vectorize, callback, precision: as :func:`sweep_fit`.
+
+    Returns:
+      A :class:`SweepResult` (kind ``"landscape"``), one row per cell.
+
     Example:
       >>> res = sweep_landscape("double-well", 1.5, "gd", ["lr=0.01,0.1"], max_steps=2000)
       >>> [round(x, 6) for x in res.columns["x"]]          # the small step stays, the large one escapes
@@ -958,8 +997,9 @@ def sweep_train(data: Any, model: str = "logistic", optimizer: str = "gd", grid:
     per-epoch stopping rule of :func:`gdlab.train`).
 
     Args:
-      data, model, loss, target, features, test_size, standardize, init, seed, l2, C, solver, epochs,
-      max_steps, tol, patience, grad_tol: as :func:`gdlab.train` (batch mode), the same for every cell.
+      data: as :func:`gdlab.train` (batch mode), the same for every cell, and so are ``model``,
+        ``loss``, ``target``, ``features``, ``test_size``, ``standardize``, ``init``, ``seed``, ``l2``,
+        ``C``, ``solver``, ``epochs``, ``max_steps``, ``tol``, ``patience`` and ``grad_tol``.
       optimizer: ``gd``, ``momentum``, ``nesterov``, ``adam``, ``natural`` or ``natural-diag``
         (built by :func:`gdlab.training.make_optimizer`, as ``gdlab train`` builds them).
       grid: the axes (as :func:`sweep_fit`). Names: ``lr``, ``momentum`` (momentum, nesterov,
@@ -1042,7 +1082,19 @@ _NO_FISHER = ("the natural gradient needs a Fisher information, which a landscap
 # =============================================================================== tables
 
 def check_table_path(path: str, what: str = "--out") -> str:
-    """The table format of ``path`` by its suffix; refuses an unknown suffix or an unwritable folder."""
+    """The table format of ``path`` by its suffix; refuses an unknown suffix or an unwritable folder.
+
+    Args:
+      path: where the table goes.
+      what: the option's name for the message.
+
+    Returns:
+      The suffix (``.csv``, ``.parquet`` or ``.json``).
+
+    Example:
+      >>> check_table_path("sweep.CSV")
+      '.csv'
+    """
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in TABLE_FORMATS:
         raise ValueError(f"{what} {path!r}: the file name must end in {', '.join(TABLE_FORMATS)} (the format "
@@ -1056,6 +1108,22 @@ def check_table_path(path: str, what: str = "--out") -> str:
 def write_table(result: SweepResult, path: str) -> None:
     """Write the sweep's cells to ``path``: CSV, Parquet or JSON by the suffix. Missing values are
     empty (CSV) or null (Parquet, JSON); JSON also holds the axes and the shared settings.
+
+    Args:
+      result: a :class:`SweepResult`.
+      path: a ``.csv``, ``.parquet`` or ``.json`` path.
+
+    Returns:
+      None; the file is written.
+
+    Example:
+      >>> import os, tempfile
+      >>> res = sweep_landscape("bowl", 1.0, "gd", ["lr=0.1,0.2"], max_steps=200)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     write_table(res, os.path.join(tmp, "s.csv"))
+      ...     lines = open(os.path.join(tmp, "s.csv")).read().splitlines()
+      >>> len(lines), lines[0].split(",")[0]       # a header and one row per cell
+      (3, 'lr')
     """
     suffix = check_table_path(path)
     try:

@@ -133,6 +133,20 @@ def make_optimizer(name: str, lr: optim.LearningRate | None = None, momentum: fl
 
     ``momentum`` applies to momentum and nesterov (default 0.9) and natural (default 0);
     ``damping`` to natural and natural-diag; ``solver`` (``cholesky``/``cg``) to natural.
+
+    Args:
+      name: ``gd``, ``momentum``, ``nesterov``, ``adam``, ``natural`` or ``natural-diag``.
+      lr: the step size, a number or an optax schedule (default ``DEFAULT_LR[name]``).
+      momentum, damping, solver: the optimizer's options, where it has them.
+
+    Returns:
+      The optax transform.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> state = make_optimizer("natural", damping=0.1).init(jnp.zeros(2))
+      >>> float(optim.learning_rate(state)), optim.natural_state(state)    # Fisher scoring: a full step
+      (1.0, (0.1, nan))
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}.")
@@ -190,6 +204,13 @@ def fisher_stride(n_rows: int, n_params: int) -> int:
     shrinks the error by that factor near the optimum, while building XᵀWX (the step's cost: 0.25 s
     of 0.36 s at 10⁶ × 100) costs k times less. Data of at most twice that many rows use every row
     (k = 1: the exact Fisher scoring of small problems).
+
+    Args:
+      n_rows: training rows.
+      n_params: P, the length of θ.
+
+    Returns:
+      k ≥ 1.
 
     Example:
       >>> fisher_stride(569, 31), fisher_stride(1_000_000, 101)
@@ -396,6 +417,25 @@ def evaluate(model: Model, theta: np.ndarray, source: datamod.Dataset | datamod.
     One pass over a :class:`gdlab.data.Stream` (its record batches, padded to one shape), or
     over the arrays of a :class:`gdlab.data.Dataset`. :func:`train` calls it with JAX in 64-bit
     mode; called directly, it computes in the precision JAX is set to.
+
+    Args:
+      model: the model.
+      theta: θ.
+      source: the data (:func:`gdlab.data.load`).
+      l2: λ.
+
+    Returns:
+      An :class:`Evaluation`.
+
+    Example:
+      >>> import numpy as np
+      >>> from gdlab import data as datamod, models
+      >>> ds = datamod.load((np.array([[1.0], [-1.0]]), np.array([1.0, 0.0])), "logistic", test_size=0,
+      ...                   standardize=False)
+      >>> ev = evaluate(models.make_model("logistic", 1), np.zeros(2), ds, 0.0)
+      >>> # at θ = 0: J = log 2, ∇J = (mean((½ − y) x), mean(½ − y)) = (−½, 0), both rows called 0
+      >>> round(ev.loss, 12) == round(float(np.log(2)), 12), ev.grad_norm, ev.metric, abs(ev.margin)
+      (True, 0.5, 0.5, 0.0)
     """
     sums = _Sums(model.n_params)
     block = _block_sums(model)
@@ -478,8 +518,8 @@ class TrainResult:
       trace: per step ``step, loss, grad_norm, lr, params, weight_norm`` (batch mode adds
         ``data_loss, test_loss`` and the metrics); per epoch ``epoch, epoch_step, epoch_loss,
         epoch_test_loss, epoch_grad_norm`` and ``epoch_<metric>``, ``epoch_test_<metric>``.
-      model, features, target, classes, mean, scale, l2, batch_size, n_train, n_test, elapsed,
-      params (the flat θ).
+      model: the :class:`gdlab.models.Model`; likewise ``features``, ``target``, ``classes``, ``mean``,
+        ``scale``, ``l2``, ``batch_size``, ``n_train``, ``n_test``, ``elapsed`` and ``params`` (the flat θ).
     """
 
     weights: np.ndarray
@@ -820,7 +860,7 @@ class FullBatchProblem(NamedTuple):
       objective: the engine's :class:`gdlab.engine.Objective` (J, the metrics, the Fisher the optimizer needs).
       theta0: θ₀, a flat float array. criteria: the stopping rules of the run.
       finish: ``finish(theta, stop_reason) -> FullBatchEnd``: what :func:`train` reports at the end.
-      model, source (the :class:`gdlab.data.Dataset`), l2 (λ), fisher_kind.
+      model: the model; likewise ``source`` (the :class:`gdlab.data.Dataset`), ``l2`` (λ) and ``fisher_kind``.
     """
 
     objective: engine.Objective
@@ -851,8 +891,9 @@ def full_batch_problem(data: Any, model: str = "logistic", loss: str | None = No
     a penalty). Call it with JAX in 64-bit mode for float64 (``jax.enable_x64``).
 
     Args:
-      data, model, loss, target, features, epochs, max_steps, test_size, standardize, init, seed, l2, C,
-      solver, tol, patience, grad_tol, memory_limit: as :func:`train`.
+      data: as :func:`train`, and so are ``model``, ``loss``, ``target``, ``features``, ``epochs``,
+        ``max_steps``, ``test_size``, ``standardize``, ``init``, ``seed``, ``l2``, ``C``, ``solver``,
+        ``tol``, ``patience``, ``grad_tol`` and ``memory_limit``.
       optimizer: the optax transform that will run (it decides which Fisher the objective carries:
         none, dense, Fisher-vector products or the diagonal); default ``gd``.
 
