@@ -141,32 +141,54 @@ def step_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                   optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria):
     """One step of the loop: ``(carry, data) -> (carry, row)``; the row describes θ_t (its loss,
     ‖∇L‖, the step size used, θ_t and the metrics) and the carry holds θ_{t+1}, or θ_t at a stop."""
-    opt = optax.with_extra_args_support(optimizer)
-
     def live(carry: Carry, data):
         value, grad = jax.value_and_grad(loss)(carry.params, data)
-        grad_norm = optax.tree.norm(grad)
-        first = jnp.where(carry.step == 0, value, carry.first_loss)
-        params_finite = jnp.all(jnp.isfinite(carry.params))
-        reason, recent = stopping.check(criteria, carry.step, value, first, grad_norm, params_finite,
-                                        carry.recent_losses)
         extra = {} if fisher is None else {"fisher": fisher(carry.params, data)}
         if in_domain is not None:
             extra["in_domain"] = in_domain
-        updates, new_state = opt.update(grad, carry.opt_state, carry.params, **extra)
-        go = reason == stopping.RUNNING
-        row = dict(step=carry.step, loss=value, grad_norm=grad_norm, lr=learning_rate(new_state),
-                   params=carry.params)
+        new, row = advance(optimizer, criteria, carry, value, grad, extra)
         if metrics is not None:
             row.update(metrics(carry.params, data))
-        # The optimizer state is not frozen with θ at a stop: the run ends there and its state is
-        # never read again, and a select over the whole state cost ~1 µs a step on CPU (XLA
-        # then copied the loop's buffers), 30 times the rest of a step.
-        new = Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
-                    new_state, carry.step + go.astype(carry.step.dtype), first, recent, reason)
         return new, row
 
     return live
+
+
+def advance(optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, carry: Carry, value, grad,
+            extra: dict) -> tuple[Carry, dict]:
+    r"""Steps 2 and 3 of the loop, once L(θ_t) and ∇L(θ_t) are known: stop, or update θ.
+
+    .. math::  \text{reason} = \text{check}(L_t, \lVert g_t\rVert, \ldots);\quad
+               \theta_{t+1} = \theta_t + u_t,\ (u_t, s_{t+1}) = \text{optimizer.update}(g_t, s_t, \theta_t)
+
+    :func:`step_function` computes L and ∇L itself; a driver that gets them from elsewhere
+    (:func:`gdlab.distributed.train_dask` sums them over data held by Dask workers) calls this.
+
+    Args:
+      optimizer, criteria: the run's optax transform and stopping rules.
+      carry: the loop state at θ_t. value, grad: L(θ_t) and ∇L(θ_t).
+      extra: the optimizer's extra arguments (``fisher``, ``in_domain``).
+
+    Returns:
+      (the carry at θ_{t+1}, or at θ_t with the stop reason; the trace row of θ_t: ``step``,
+      ``loss``, ``grad_norm``, ``lr``, ``params``).
+    """
+    opt = optax.with_extra_args_support(optimizer)
+    grad_norm = optax.tree.norm(grad)
+    first = jnp.where(carry.step == 0, value, carry.first_loss)
+    params_finite = jnp.all(jnp.isfinite(carry.params))
+    reason, recent = stopping.check(criteria, carry.step, value, first, grad_norm, params_finite,
+                                    carry.recent_losses)
+    updates, new_state = opt.update(grad, carry.opt_state, carry.params, **extra)
+    go = reason == stopping.RUNNING
+    row = dict(step=carry.step, loss=value, grad_norm=grad_norm, lr=learning_rate(new_state),
+               params=carry.params)
+    # The optimizer state is not frozen with θ at a stop: the run ends there and its state is
+    # never read again, and a select over the whole state cost ~1 µs a step on CPU (XLA
+    # then copied the loop's buffers), 30 times the rest of a step.
+    new = Carry(_where(go, optax.apply_updates(carry.params, updates), carry.params),
+                new_state, carry.step + go.astype(carry.step.dtype), first, recent, reason)
+    return new, row
 
 
 def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
