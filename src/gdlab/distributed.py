@@ -45,7 +45,6 @@ import contextlib
 import functools
 import glob
 import inspect
-import math
 import os
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -200,7 +199,7 @@ def block_bounds(n: int, blocks: int) -> list[tuple[int, int]]:
 
     Example:
       >>> block_bounds(10, 3)
-      [(0, 4), (4, 7), (7, 10)]
+      [(0, 3), (3, 6), (6, 10)]
       >>> block_bounds(2, 5)
       [(0, 1), (1, 2)]
     """
@@ -229,10 +228,12 @@ def join_blocks(parts: Sequence[Any], elapsed: float, settings: dict) -> Any:
 
     Example:
       >>> from gdlab.sweep import GridAxis, SweepResult
-      >>> a = SweepResult("fit", (GridAxis("lr", (0.1, 0.2)),), {"lr": [0.1], "loss": [1.0]}, 0.0, {"x": 1})
-      >>> b = a._replace(columns={"lr": [0.2], "loss": [2.0]})
-      >>> join_blocks([a, b], 0.5, {"engine": "dask"}).columns
-      {'lr': [0.1, 0.2], 'loss': [1.0, 2.0]}
+      >>> axes = (GridAxis("lr", (0.1, 0.2)),)
+      >>> a = SweepResult("fit", axes, {"lr": [0.1], "stop_reason": ["converged"]}, 0.0, {"x": 1})
+      >>> b = SweepResult("fit", axes, {"lr": [0.2], "stop_reason": ["diverged"]}, 0.0, {"x": 1})
+      >>> joined = join_blocks([a, b], 0.5, {"engine": "dask"})
+      >>> joined.columns, joined.settings
+      ({'lr': [0.1, 0.2], 'stop_reason': ['converged', 'diverged']}, {'x': 1, 'engine': 'dask'})
     """
     from gdlab.sweep import SweepResult
 
