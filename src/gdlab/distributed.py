@@ -53,7 +53,7 @@ import numpy as np
 
 ENGINES = ("local", "dask")
 CONNECT_TIMEOUT_S = 3                 # an unreachable scheduler fails this fast, not after Dask's 30 s
-BLOCKS_PER_WORKER = 4                 # blocks per worker thread: a lost worker costs a quarter of its share
+BLOCKS_PER_WORKER = 4                 # blocks per worker thread at most: a lost worker costs a quarter of its share
 SWEEPS = {"fit": "sweep_fit", "landscape": "sweep_landscape", "train": "sweep_train"}
 RETRIES = 2                           # a task that raised (not bad input) runs again this many times
 
@@ -210,6 +210,24 @@ def block_bounds(n: int, blocks: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+def default_blocks(n: int, threads: int) -> int:
+    """How many blocks n cells are cut into for ``threads`` worker threads.
+
+    A whole number of rounds (no thread idles in the last one), at most
+    :data:`BLOCKS_PER_WORKER` per thread, and blocks of at least ``gdlab.sweep.VMAP_LANES``
+    cells where the grid has that many: the local sweep of a costly objective computes that many
+    cells at once, so such a block runs the local program's shape (and its rounding).
+
+    Example:
+      >>> default_blocks(160, 2), default_blocks(10_000, 2), default_blocks(10, 2), default_blocks(1, 2)
+      (4, 8, 2, 1)
+    """
+    from gdlab.sweep import VMAP_LANES
+
+    rounds = max(1, min(BLOCKS_PER_WORKER, n // (VMAP_LANES * threads)))
+    return max(1, min(n, threads * rounds))
+
+
 def run_block(kind: str, call: tuple, block: tuple[int, int]) -> Any:
     """One block of a sweep, on a worker: the single-machine sweep on the grid's cells lo … hi − 1.
 
@@ -266,7 +284,7 @@ def distributed_sweep(kind: str, *args, scheduler: str | None = None, workers: i
       workers: the worker processes of a loopback ``LocalCluster`` started for this sweep
         (default: one per CPU core); or
       client: a ``distributed.Client`` of the caller's (neither scheduler nor workers then).
-      blocks: how many tasks the grid is cut into (default: 4 per worker thread, at most one per cell).
+      blocks: how many tasks the grid is cut into (default: :func:`default_blocks`).
       retries: how many times Dask runs a block again after it raised (a lost worker's blocks
         are recomputed by Dask in any case).
       callback: ``callback(blocks_done, blocks)`` as each block's table arrives (progress bars).
@@ -294,7 +312,7 @@ def distributed_sweep(kind: str, *args, scheduler: str | None = None, workers: i
         from distributed.scheduler import KilledWorker
 
         threads = max(1, sum(client.nthreads().values()))
-        bounds = block_bounds(n, blocks if blocks is not None else BLOCKS_PER_WORKER * threads)
+        bounds = block_bounds(n, blocks if blocks is not None else default_blocks(n, threads))
         start = time.perf_counter()
         [call] = client.scatter([(args, kwargs)], hash=False)      # the arguments travel once, not per block
         futures = [client.submit(run_block, kind, call, b, retries=retries, pure=False) for b in bounds]
