@@ -25,7 +25,7 @@ from test_cli import assert_one_line_error, invoke, strict_loads
 
 import gdlab
 from gdlab import distributed, optim
-from gdlab.sweep import grid_cells, parse_grid, sweep_landscape
+from gdlab.sweep import grid_cells, parse_grid, sweep_landscape, sweep_train
 
 pytest.importorskip("distributed")
 
@@ -87,6 +87,14 @@ def test_exact_blocks_are_bit_for_bit_the_local_exact_sweep(client):
     remote = distributed.distributed_sweep("landscape", *args, client=client, blocks=4, max_steps=2000,
                                            vectorize=False)
     assert_tables_equal(local, remote, 0.0)
+
+
+def test_a_train_sweep_on_dask_is_the_local_train_sweep(client):
+    """Each block reads the data itself (a dataset name here; a path on storage the workers share)."""
+    args = ("breast_cancer", "logistic", "momentum", ["lr=0.3,3", "momentum=0,0.9"])
+    settings = dict(test_size=0.2, max_steps=300, tol=1e-10)
+    assert_tables_equal(sweep_train(*args, **settings),
+                        distributed.distributed_sweep("train", *args, client=client, blocks=2, **settings), 1e-12)
 
 
 def test_bad_sweep_input_is_one_sentence_from_the_worker(client):
