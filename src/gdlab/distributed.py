@@ -306,6 +306,8 @@ def distributed_sweep(kind: str, *args, scheduler: str | None = None, workers: i
         raise ValueError("a distributed sweep reports blocks, not cells: pass callback here, and no block.")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be a whole number ≥ 0, got {retries!r}.")
+    if blocks is not None and (not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 1):
+        raise ValueError(f"blocks must be a whole number ≥ 1, got {blocks!r}.")
     n = _cell_count(kind, args, kwargs)
     with _using(client, scheduler, workers) as client:
         from distributed import as_completed
