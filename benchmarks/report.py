@@ -21,6 +21,7 @@ GOALS = [  # (benchmark file, what, goal) in the order of the benchmark issue's 
     ("startup", "6. start-up", "--help <= 0.3 s; a fit <= 1.5 s wall"),
     ("explorer_load", "7. explorer load, 50 WebSocket clients", ">= 30 frames/s each; slowest lag <= 100 ms"),
     ("sweep", "(issue 5) 160 cells x 2,000 steps as one program vs a Python loop of single runs", "the ratio, printed"),
+    ("dask", "(issue 8) the same sweep on a Dask LocalCluster of 1 and 2 workers vs the local vmapped sweep", "the ratios, printed; tables equal to 1e-12"),
 ]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py", "bench_sweep.py", "bench_grid.py",
-         "bench_logistic.py", "bench_out_of_core.py", "bench_explorer_load.py"]
+         "bench_logistic.py", "bench_out_of_core.py", "bench_explorer_load.py", "bench_dask.py"]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,15 @@ def test_fit_benchmark_reports_steps_for_each_optimizer(results):
 def test_sweep_benchmark_writes_its_results(results):
     data = json.loads((results / "sweep.json").read_text())
     assert data["quick"] is True
+
+
+def test_dask_benchmark_reports_both_cluster_sizes_and_their_tables_agree(results):
+    data = json.loads((results / "dask.json").read_text())
+    rows = {r["name"]: r for r in data["rows"]}
+    assert set(rows) == {"local vmapped sweep", "dask, 1 worker", "dask, 2 workers"}
+    assert data["answers_agree"] and all(r["max_rel_gap_to_local"] <= 1e-12 for r in rows.values())
+    assert data["speedup_2_over_1_worker"] > 0 and set(data["overhead_over_local"]) == {"dask, 1 worker",
+                                                                                        "dask, 2 workers"}
 
 
 def test_grid_benchmark_contenders_agree_cell_by_cell(results):

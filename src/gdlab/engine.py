@@ -355,6 +355,55 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     return run_block
 
 
+def advance(optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, carry: Carry, value, grad,
+            extra: dict) -> tuple[Carry, dict]:
+    r"""Steps 2 and 3 of the loop, once L(θ_t) and ∇L(θ_t) are known: stop, or update θ.
+
+    .. math::  \text{reason} = \text{check}(L_t, \lVert g_t\rVert, \ldots);\quad
+               \theta_{t+1} = \theta_t + u_t,\ (u_t, s_{t+1}) = \text{optimizer.update}(g_t, s_t, \theta_t)
+
+    The compiled loop computes L and ∇L itself (:func:`block_function`); a driver that gets them
+    from elsewhere (:func:`gdlab.distributed.train_dask` sums them over data held by Dask
+    workers) calls this, one step at a time, with the same rules (a block of one step).
+
+    Args:
+      optimizer: the run's optax transform.
+      criteria: the stopping rules.
+      carry: the loop state at θ_t.
+      value: L(θ_t).
+      grad: ∇L(θ_t).
+      extra: the optimizer's extra arguments (``fisher``, ``in_domain``).
+
+    Returns:
+      (the carry at θ_{t+1}, or at θ_t with the stop reason; the trace row of θ_t: ``step``,
+      ``loss``, ``grad_norm``, ``lr``, ``params``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gdlab import optim
+      >>> opt, crit = optim.gd(0.25), stopping.StopCriteria()
+      >>> carry, row = advance(opt, crit, init_carry(opt, jnp.zeros(1), crit), jnp.asarray(9.0),
+      ...                      jnp.asarray([-6.0]), {})
+      >>> float(row["loss"]), float(carry.params[0]), int(carry.step)   # 0 − 0.25 · (−6)
+      (9.0, 1.5, 1)
+    """
+    opt = optax.with_extra_args_support(optimizer)
+    grad_norm = optax.tree.norm(grad)
+    params_finite = jnp.all(jnp.isfinite(carry.params))
+    stop, reason, first, recent = stopping.check_block(criteria, carry.step, jnp.reshape(value, (1,)),
+                                                       jnp.reshape(grad_norm, (1,)), jnp.reshape(params_finite, (1,)),
+                                                       carry.first_loss, carry.recent_losses)
+    updates, new_state = opt.update(grad, carry.opt_state, carry.params, **extra)
+    go = stop > 0
+    row = dict(step=carry.step, loss=value, grad_norm=grad_norm, lr=learning_rate(new_state),
+               params=carry.params)
+    # the optimizer state is not frozen with θ at a stop: the run ends there (as in a block)
+    params = jax.tree_util.tree_map(lambda new, old: jnp.where(go, new, old),
+                                    optax.apply_updates(carry.params, updates), carry.params)
+    new = Carry(params, new_state, carry.step + go.astype(carry.step.dtype), first, recent, reason)
+    return new, row
+
+
 def chunk_program(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                   optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
                   batched: bool = False, block: int = 1, lanes_axis: str | None = None):

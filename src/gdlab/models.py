@@ -527,9 +527,16 @@ def weighted_gram(X: jax.Array, w: jax.Array, block_rows: int = GRAM_BLOCK_ROWS)
     return total
 
 
-def _output_weights(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array) -> jax.Array:
-    """The per-example weight of x̃x̃ᵀ in F (linear, logistic), shape (n,)."""
+def _output_weights(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, rows: jax.Array | None = None
+                    ) -> jax.Array:
+    """The per-example weight of x̃x̃ᵀ in F (linear, logistic), shape (n,); 0 where ``rows`` is 0."""
     n = X.shape[0]
+    if rows is not None:
+        keep = rows.astype(X.dtype)
+        if model.loss == "rmse":                    # 1 / RMSE(θ) over the rows kept
+            per = example_losses(model, logits(model, theta, X), y)
+            return keep / jnp.sqrt(jnp.sum(per * keep) / jnp.sum(keep))
+        return keep * _output_weights(model, theta, X, y)
     if model.kind == "logistic":
         p = jax.nn.sigmoid(logits(model, theta, X))
         return p * (1.0 - p)
@@ -545,7 +552,8 @@ def _null_rows(model: Model, l2: jax.Array) -> jax.Array:
     return rows.at[-1].set(1.0)
 
 
-def fisher_matrix(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2: jax.Array) -> jax.Array:
+def fisher_matrix(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2: jax.Array,
+                  rows: jax.Array | None = None) -> jax.Array:
     r"""The Fisher information F(θ) + λ·diag(weights), a dense (P, P) matrix (see the module text).
 
     .. math::  F = \tfrac1n \tilde X^\top \operatorname{diag}(p_i(1 - p_i)) \tilde X + \lambda\,\mathrm{diag}(\text{mask})
@@ -557,6 +565,8 @@ def fisher_matrix(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2
       X: features, shape (n, d).
       y: labels or targets, shape (n,) (used by rmse's scale).
       l2: λ.
+      rows: optional, 1 or 0 per example: F of the rows marked 1 only, as if the others were not
+        there (padding that gives blocks of rows one compiled shape).
 
     Returns:
       F, shape (P, P).
@@ -568,16 +578,18 @@ def fisher_matrix(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2
       >>> fisher_matrix(m, jnp.zeros(2), X, y, 0.0).tolist()   # 2 X̃ᵀX̃ / n
       [[2.0, 0.0], [0.0, 2.0]]
     """
-    n = X.shape[0]
+    n = X.shape[0] if rows is None else jnp.sum(rows.astype(X.dtype))
     mask = jnp.asarray(penalty_mask(model), X.dtype)
     if model.kind != "softmax":
-        F = weighted_gram(X, _output_weights(model, theta, X, y)) / n
+        F = weighted_gram(X, _output_weights(model, theta, X, y, rows)) / n
         return F + jnp.diag(l2 * mask)
     Xa = _augmented(X)
     p = jax.nn.softmax(logits(model, theta, X), axis=-1)            # (n, K)
+    if rows is not None:        # (diag p − ppᵀ)·m = diag(mp) − (mp)(mp)ᵀ for m ∈ {0, 1}
+        p = p * rows.astype(X.dtype)[:, None]
     K, P = model.n_classes, model.n_params
-    Q = (Xa[:, :, None] * p[:, None, :]).reshape(n, P)               # x̃_ij p_ik, the (j, k) order of θ
-    diagonal = jnp.einsum("ijk,il->jkl", Q.reshape(n, -1, K), Xa) / n   # Σᵢ x̃_ij x̃_il p_ik / n
+    Q = (Xa[:, :, None] * p[:, None, :]).reshape(X.shape[0], P)      # x̃_ij p_ik, the (j, k) order of θ
+    diagonal = jnp.einsum("ijk,il->jkl", Q.reshape(X.shape[0], -1, K), Xa) / n   # Σᵢ x̃_ij x̃_il p_ik / n
     F = jnp.einsum("jkl,km->jklm", diagonal, jnp.eye(K, dtype=X.dtype)).reshape(P, P) - Q.T @ Q / n
     null = jnp.kron(jnp.diag(_null_rows(model, l2)), jnp.full((K, K), 1.0 / K, X.dtype))
     return F + null + jnp.diag(l2 * mask)
@@ -632,8 +644,10 @@ def fisher_vector_product(model: Model, theta: jax.Array, X: jax.Array, y: jax.A
     return product
 
 
-def fisher_diagonal(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2: jax.Array) -> jax.Array:
-    """diag(F(θ)) + λ·weights, shape (P,): what ``natural-diag`` divides the gradient by.
+def fisher_diagonal(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, l2: jax.Array,
+                    rows: jax.Array | None = None) -> jax.Array:
+    """diag(F(θ)) + λ·weights, shape (P,): what ``natural-diag`` divides the gradient by
+    (``rows``: as :func:`fisher_matrix`).
 
     It is the diagonal of the model's Fisher (an expectation over the model's predictive
     distribution), not the empirical Fisher (the mean of squared per-example gradients, which
@@ -645,6 +659,7 @@ def fisher_diagonal(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, 
       X: features, shape (n, d).
       y: labels or targets, shape (n,).
       l2: λ.
+      rows: optional, 1 or 0 per example (as :func:`fisher_matrix`).
 
     Returns:
       diag(F) + λ·mask, shape (P,).
@@ -655,13 +670,15 @@ def fisher_diagonal(model: Model, theta: jax.Array, X: jax.Array, y: jax.Array, 
       >>> fisher_diagonal(m, jnp.zeros(2), jnp.array([[1.0], [-1.0]]), jnp.array([1.0, 0.0]), 0.5).tolist()
       [0.75, 0.25]
     """
-    n = X.shape[0]
+    n = X.shape[0] if rows is None else jnp.sum(rows.astype(X.dtype))
     Xa = _augmented(X)
     mask = jnp.asarray(penalty_mask(model), X.dtype)
     if model.kind != "softmax":
-        d = (Xa * Xa).T @ _output_weights(model, theta, X, y) / n
+        d = (Xa * Xa).T @ _output_weights(model, theta, X, y, rows) / n
         return d + l2 * mask
     p = jax.nn.softmax(logits(model, theta, X), axis=-1)
+    if rows is not None:
+        p = p * rows.astype(X.dtype)[:, None]          # p(1 − p)·m = mp(1 − mp) for m ∈ {0, 1}
     d = (Xa * Xa).T @ (p * (1.0 - p)) / n                            # (d + 1, K)
     return d.ravel() + l2 * mask
 

@@ -761,6 +761,25 @@ def _prepare(optimizer, schedule, grid, start_names, reach, max_steps, tol, pati
     return axes, cells, criteria
 
 
+def _select_block(block: tuple[int, int] | None, cells: dict[str, np.ndarray], plan: _Plan) -> tuple[dict, _Plan]:
+    """The cells lo … hi − 1 of the grid (in grid order) and their hyperparameters; all of them for None.
+
+    A block of a distributed sweep (:func:`gdlab.distributed.distributed_sweep`) runs these cells
+    only. It is cut after the plan is made from the whole grid, so the optimizer and its schedule
+    shapes (the compiled program) are the whole sweep's, and each cell computes what it computes
+    in the whole sweep.
+    """
+    if block is None:
+        return cells, plan
+    lo, hi = block
+    n = len(next(iter(cells.values())))
+    if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer)) and 0 <= lo < hi <= n):
+        raise ValueError(f"block must be (lo, hi) with 0 ≤ lo < hi ≤ {n} (the grid's cells), got {block!r}.")
+    part = slice(int(lo), int(hi))
+    return ({k: v[part] for k, v in cells.items()},
+            plan._replace(hyperparams={k: np.asarray(v)[part] for k, v in plan.hyperparams.items()}))
+
+
 def sweep_fit(target: Any, init: Any = None, divergence: str = "forward", optimizer: str = "gd", grid: Any = (), *,
               lr: float | None = None, momentum: float | None = None, damping: float | None = None,
               trust_region: float | None = None, schedule: str = "constant", decay: float | None = None,
@@ -769,7 +788,7 @@ def sweep_fit(target: Any, init: Any = None, divergence: str = "forward", optimi
               max_steps: int = 10_000, tol: float = 1e-15, patience: int = 20, grad_tol: float = 0.0,
               samples: int = 4096, seed: int = 0, reach: float | None = None, chunk_size: int | None = None,
               lanes: int | None = None, vectorize: bool = True, callback: Callable[[int, int], Any] | None = None,
-              precision: str = "float64") -> SweepResult:
+              precision: str = "float64", block: tuple[int, int] | None = None) -> SweepResult:
     r"""Fit q to p for every cell of a hyperparameter grid, all cells in one compiled program.
 
     .. math::  \text{for each cell } c:\ \min_\theta \mathrm{KL}_c(\theta)
@@ -795,6 +814,8 @@ def sweep_fit(target: Any, init: Any = None, divergence: str = "forward", optimi
         program, bit for bit as :func:`gdlab.fit` (see :func:`run_batch`).
       callback: ``callback(cells_stopped, cells)`` after each chunk.
       precision: ``"float64"`` (default; 64-bit inside this call only) or ``"float32"``.
+      block: ``(lo, hi)``: run only the cells lo … hi − 1 of the grid (a block of a distributed
+        sweep, :func:`gdlab.distributed.distributed_sweep`); the table then has those rows.
 
     Returns:
       A :class:`SweepResult` (columns ``loss``, ``steps``, ``stop_reason``, ``steps_to_converge``,
@@ -817,7 +838,7 @@ def sweep_fit(target: Any, init: Any = None, divergence: str = "forward", optimi
                           dict(decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
                                period_mult=period_mult),
                           family, param, max_steps, tol, patience, grad_tol, samples, seed, reach, chunk_size,
-                          lanes, vectorize, callback)
+                          lanes, vectorize, callback, block)
 
 
 @lru_cache(maxsize=16)
@@ -834,7 +855,7 @@ def _final_values(fam, forward_loss, reverse_loss):
 
 def _sweep_fit(target, init, divergence, optimizer, grid, lr, momentum, damping, trust_region, schedule,
                schedule_options, family, param, max_steps, tol, patience, grad_tol, samples, seed, reach,
-               chunk_size, lanes, vectorize, callback) -> SweepResult:
+               chunk_size, lanes, vectorize, callback, block=None) -> SweepResult:
     import jax
     import jax.numpy as jnp
 
@@ -853,6 +874,8 @@ def _sweep_fit(target, init, divergence, optimizer, grid, lr, momentum, damping,
                          "not provide; sweep gd, momentum, nesterov or adam.")
     plan = _plan(optimizer, schedule, cells, n, lr=lr, momentum=momentum, damping=damping, trust_region=trust_region,
                  schedule_options=schedule_options, max_steps=max_steps)
+    cells, plan = _select_block(block, cells, plan)
+    n = len(next(iter(cells.values())))
 
     means = np.broadcast_to(mean0, (n, fam.dim)).copy()
     covs = np.broadcast_to(cov0, (n, fam.dim, fam.dim)).copy()
@@ -894,11 +917,12 @@ def sweep_landscape(function: Any, init: Any = None, optimizer: str = "gd", grid
                     period_mult: float = 1.0, max_steps: int = 10_000, tol: float = 1e-15, patience: int = 20,
                     grad_tol: float = 0.0, reach: float | None = None, chunk_size: int | None = None,
                     lanes: int | None = None, vectorize: bool = True,
-                    callback: Callable[[int, int], Any] | None = None, precision: str = "float64") -> SweepResult:
+                    callback: Callable[[int, int], Any] | None = None, precision: str = "float64",
+                    block: tuple[int, int] | None = None) -> SweepResult:
     r"""Minimise a landscape for every cell of a hyperparameter grid, all cells in one compiled program.
 
     Grid names: ``lr``, ``momentum`` (momentum/nesterov), the schedule's options, and the start
-    point ``x0`` (and ``y0`` in 2-D). Other arguments as :func:`sweep_fit` and
+    point ``x0`` (and ``y0`` in 2-D). Other arguments (``block`` too) as :func:`sweep_fit` and
     :func:`gdlab.landscapes.minimize`; the columns end with ``x`` (and ``y``), the final point,
     and ``at_global_minimum`` (within 1e-6 of a recorded global minimum; named landscapes only).
 
@@ -953,6 +977,9 @@ def sweep_landscape(function: Any, init: Any = None, optimizer: str = "gd", grid
         plan = _plan(optimizer, schedule, cells, n, lr=lr, momentum=momentum, damping=None, trust_region=None,
                      schedule_options=dict(decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
                                            period_mult=period_mult), max_steps=max_steps)
+        cells, plan = _select_block(block, cells, plan)
+        if block is not None:
+            theta0 = theta0[block[0]:block[1]]
         batch = run_batch(landscape_objective(landscape), plan.optimizer, theta0, criteria,
                           hyperparams=plan.hyperparams, chunk_size=chunk_size, lanes=lanes, reach=reach,
                           vectorize=vectorize, callback=callback)
@@ -980,7 +1007,8 @@ def sweep_train(data: Any, model: str = "logistic", optimizer: str = "gd", grid:
                 seed: int = 0, l2: float | None = None, C: float | None = None, tol: float = 1e-15,
                 patience: int = 10, grad_tol: float = 1e-10, reach: float | None = None,
                 chunk_size: int | None = None, lanes: int | None = None, vectorize: bool = True,
-                callback: Callable[[int, int], Any] | None = None, precision: str = "float64") -> SweepResult:
+                callback: Callable[[int, int], Any] | None = None, precision: str = "float64",
+                block: tuple[int, int] | None = None) -> SweepResult:
     r"""Train a model by batch gradient descent for every cell of a hyperparameter grid, in one compiled program.
 
     .. math::  \text{for each cell } c:\ \min_\theta J(\theta) = \frac1n\sum_i \ell(z_i(\theta), y_i)
@@ -1007,7 +1035,7 @@ def sweep_train(data: Any, model: str = "logistic", optimizer: str = "gd", grid:
         ``decay_steps``, ``alpha``, ``period``, ``period_mult``).
       lr, momentum, damping, schedule, decay, decay_steps, alpha, period, period_mult: the settings of
         every cell where the grid does not vary them (lr: ``gdlab.training.DEFAULT_LR[optimizer]``).
-      reach, chunk_size, lanes, vectorize, callback, precision: as :func:`sweep_fit`.
+      reach, chunk_size, lanes, vectorize, callback, precision, block: as :func:`sweep_fit`.
 
     Returns:
       A :class:`SweepResult` (kind ``"train"``; columns ``loss``, ``steps``, ``stop_reason``,
@@ -1045,6 +1073,8 @@ def sweep_train(data: Any, model: str = "logistic", optimizer: str = "gd", grid:
         plan = _plan(optimizer, schedule, cells, n, lr=lr, momentum=momentum, damping=damping, trust_region=None,
                      schedule_options=dict(decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
                                            period_mult=period_mult), max_steps=steps_cap, make=make)
+        cells, plan = _select_block(block, cells, plan)
+        n = len(next(iter(cells.values())))
         problem = training.full_batch_problem(data, model, loss, plan.optimizer, target=target, features=features,
                                               epochs=epochs, max_steps=max_steps, test_size=test_size,
                                               standardize=standardize, init=init, seed=seed, l2=l2, C=C,

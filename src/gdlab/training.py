@@ -319,6 +319,11 @@ class _Sums:
         self.loss, self.grad, self.score = 0.0, np.zeros(n_params), 0.0
         self.margin, self.test_loss, self.test_score = math.inf, 0.0, 0.0
 
+    def merge(self, other: "_Sums") -> "_Sums":
+        """Add another set of rows' sums (another partition's) to these."""
+        self.add((other.loss, other.grad, other.score, other.margin, other.test_loss, other.test_score))
+        return self
+
     def add(self, parts) -> None:
         total, grad, score, margin, test_loss, test_score = jax.device_get(parts)
         self.loss += float(total)
@@ -329,7 +334,16 @@ class _Sums:
         self.test_score += float(test_score)
 
 
-def _finish(model: Model, theta: np.ndarray, sums: _Sums, n_train: int, n_test: int, l2: float) -> Evaluation:
+def objective_from_sums(model: Model, theta: np.ndarray, sums: _Sums, n_train: int,
+                        l2: float) -> tuple[float, float, np.ndarray]:
+    r"""(J, the data term, ∇J) at θ from the sums of the per-row losses and their gradients.
+
+    .. math::  J = f\Big(\frac1n\sum_i \ell_i\Big) + \frac{\lambda}{2}\lVert W\rVert^2,\qquad
+               \nabla J = f'\Big(\frac1n\sum_i \ell_i\Big)\,\frac1n\sum_i \nabla\ell_i + \lambda W
+
+    with f the identity, or √· for rmse (∇√m = ∇m / (2√m)). The sums may come from blocks of
+    rows or from partitions held elsewhere (:mod:`gdlab.distributed`).
+    """
     mean = sums.loss / n_train
     grad = sums.grad / n_train
     if model.loss == "rmse":                      # ∇√m = ∇m / (2√m)
@@ -341,7 +355,11 @@ def _finish(model: Model, theta: np.ndarray, sums: _Sums, n_train: int, n_test: 
     W = theta * mask
     with np.errstate(over="ignore", invalid="ignore"):   # a blown-up θ: inf or NaN, reported as diverged
         loss = data_loss + 0.5 * l2 * float(W @ W)
-    grad = grad + l2 * W
+    return loss, data_loss, grad + l2 * W
+
+
+def _finish(model: Model, theta: np.ndarray, sums: _Sums, n_train: int, n_test: int, l2: float) -> Evaluation:
+    loss, data_loss, grad = objective_from_sums(model, theta, sums, n_train, l2)
     finish_metric = (lambda s: math.sqrt(s)) if model.kind == "linear" else (lambda s: s)
     nan = float("nan")
     test_loss = nan if n_test == 0 else (sums.test_loss / n_test if model.loss != "rmse"
@@ -414,14 +432,15 @@ def _device_arrays(ds: datamod.Dataset) -> _DeviceArrays:
 def evaluate(model: Model, theta: np.ndarray, source: datamod.Dataset | datamod.Stream, l2: float) -> Evaluation:
     """J, ‖∇J‖, the metric and the margin on the training rows, the loss and metric on the test rows.
 
-    One pass over a :class:`gdlab.data.Stream` (its record batches, padded to one shape), or
-    over the arrays of a :class:`gdlab.data.Dataset`. :func:`train` calls it with JAX in 64-bit
-    mode; called directly, it computes in the precision JAX is set to.
+    One pass over a :class:`gdlab.data.Stream` (its record batches, padded to one shape), over
+    the arrays of a :class:`gdlab.data.Dataset`, or over rows held elsewhere (a source with a
+    ``sums(model, theta)`` method, :class:`gdlab.distributed.Partitions`). :func:`train` calls it
+    with JAX in 64-bit mode; called directly, it computes in the precision JAX is set to.
 
     Args:
       model: the model.
       theta: θ.
-      source: the data (:func:`gdlab.data.load`).
+      source: the data (:func:`gdlab.data.load`), or a source with a ``sums`` method.
       l2: λ.
 
     Returns:
@@ -437,6 +456,9 @@ def evaluate(model: Model, theta: np.ndarray, source: datamod.Dataset | datamod.
       >>> round(ev.loss, 12) == round(float(np.log(2)), 12), ev.grad_norm, ev.metric, abs(ev.margin)
       (True, 0.5, 0.5, 0.0)
     """
+    if not isinstance(source, (datamod.Dataset, datamod.Stream)):
+        return _finish(model, np.asarray(theta, dtype=float), source.sums(model, theta), source.n_train,
+                       source.n_test, l2)
     sums = _Sums(model.n_params)
     block = _block_sums(model)
     theta_j = jnp.asarray(theta)
@@ -744,6 +766,20 @@ def _train(data, kind, loss_name, optimizer, target, features, batch_size, epoch
     source, model, lam, plan, theta0 = _read_problem(data, kind, loss_name, target, features, batch_size, epochs,
                                                      max_steps, test_size, standardize, init, seed, l2, C, stream,
                                                      memory_limit, shuffle_buffer)
+    return train_source(source, model, lam, plan, theta0, optimizer, batch_size, solver, tol, patience, grad_tol,
+                        seed, callback, started)
+
+
+def train_source(source, model: Model, lam: float, plan: _Plan, theta0: np.ndarray, optimizer, batch_size: int,
+                 solver: str, tol: float, patience: int, grad_tol: float, seed: int, callback, started: float,
+                 run_full_batch: Callable | None = None) -> TrainResult:
+    """The run and the report of :func:`train` on data already read (:func:`model_problem` built the rest).
+
+    ``run_full_batch`` replaces the in-memory batch-mode run (same arguments and result as
+    ``_run_full_batch``): :func:`gdlab.distributed.train_dask` passes one whose steps sum over
+    partitions held by Dask workers. Call it with JAX in 64-bit mode for float64.
+    """
+    kind = model.kind
     if optimizer is None:
         optimizer = optim.gd(DEFAULT_LR["gd"])
     elif callable(optimizer) and not isinstance(optimizer, optax.GradientTransformation):
@@ -757,8 +793,9 @@ def _train(data, kind, loss_name, optimizer, target, features, batch_size, epoch
     name = _metric_name(model)
 
     if batch_size == 0:
-        run, boundary, records = _run_full_batch(model, source, optimizer, theta0, lam, fisher_kind, plan, tol,
-                                                 patience, grad_tol, callback, classifier)
+        run, boundary, records = (run_full_batch or _run_full_batch)(model, source, optimizer, theta0, lam,
+                                                                     fisher_kind, plan, tol, patience, grad_tol,
+                                                                     callback, classifier)
     else:
         run, boundary, records = _run_mini_batch(model, source, optimizer, theta0, lam, fisher_kind, plan, tol,
                                                  patience, grad_tol, callback, classifier,
@@ -814,6 +851,13 @@ def _read_problem(data, kind, loss_name, target, features, batch_size, epochs, m
         raise ValueError(f"batch gradient descent needs every training row in memory at each step, and "
                          f"{source.name!r} is streamed (too large for memory_limit); give a mini-batch size "
                          f"(--batch-size 1024) or allow more memory (--memory-limit).")
+    return (source, *model_problem(source, kind, loss_name, batch_size, epochs, max_steps, init, seed, l2, C))
+
+
+def model_problem(source, kind, loss_name, batch_size, epochs, max_steps, init, seed, l2, C):
+    """(model, λ, the run's plan, θ₀) for data already read: what :func:`train` builds from the source's
+    feature count, classes, training rows and target mean (a :class:`gdlab.data.Dataset`, a Stream, or
+    :class:`gdlab.distributed.Partitions`)."""
     if batch_size > source.n_train:
         raise ValueError(f"batch_size {batch_size} is larger than the {source.n_train} training rows; use a smaller "
                          f"batch size, or 0 for batch gradient descent.")
@@ -822,7 +866,7 @@ def _read_problem(data, kind, loss_name, target, features, batch_size, epochs, m
     lam = _penalty(kind, l2, C, source.n_train)
     plan = _plan(batch_size, epochs, max_steps, source.n_train)
     theta0 = models.init_params(model, init, seed, models.prior_bias(model, source.target_mean))
-    return source, model, lam, plan, theta0
+    return model, lam, plan, theta0
 
 
 def _check_settings(kind, loss_name, batch_size, epochs, max_steps, init, tol, patience, grad_tol, memory_limit,
@@ -954,7 +998,7 @@ def _separable(model: Model, source, lam: float, theta: np.ndarray, final: Evalu
         finite = np.flatnonzero(np.isfinite(columns["loss"]) & np.all(np.isfinite(columns["params"]), axis=1))
         if finite.size and evaluate(model, columns["params"][finite[-1]], source, lam).margin > 0:
             return True, False
-    if isinstance(source, datamod.Stream):
+    if not isinstance(source, datamod.Dataset):       # rows not in memory: no linear program over them
         return False, False
     # the optimizer may not have found a separating direction yet
     if cache:

@@ -70,6 +70,23 @@ def progress_bar(console: Console, quiet: bool = False):
                     console=console, transient=True, disable=quiet or not console.is_terminal)
 
 
+def engine_options(f):
+    """--engine, --scheduler, --workers: where the work runs (``gdlab sweep ...`` and ``gdlab train``)."""
+    options = [
+        click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                     help="local: this process. dask: a Dask cluster (the dask extra: pip install 'gdlab[dask]'), the "
+                          "one at --scheduler or a local one of --workers processes."),
+        click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="--engine dask: a running Dask scheduler, e.g. tcp://host:8786."),
+        click.option("--workers", type=int, default=None, metavar="N",
+                     help="--engine dask: start a local cluster of N worker processes on 127.0.0.1 (default: one per "
+                          "CPU core)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def json_num(x: Any) -> Any:
     """JSON-safe numbers: NaN and ±inf become null; arrays become nested lists."""
     import numpy as np

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from gdlab.cli import UserError, app, check_json_path, emit_json, fmt, progress_bar
+from gdlab.cli import UserError, app, check_json_path, emit_json, engine_options, fmt, progress_bar
 from gdlab.cli.landscape import check_numbers, parse_point, schedule_options, stop_options
 from gdlab.cli.train import check_options, length_options, model_options, optimizer_options
 
@@ -51,7 +51,21 @@ def sweep_outputs(f):
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return engine_options(f)
+
+
+def _caller(kind: str, engine: str, scheduler: Optional[str], workers: Optional[int], args: tuple, kwargs: dict):
+    """``(call(callback), what the progress bar counts)``: the sweep here, as one compiled program
+    (progress in cells), or on a Dask cluster in blocks (progress in blocks)."""
+    if engine == "local":
+        from gdlab import sweep
+
+        run = getattr(sweep, f"sweep_{kind}")
+        return (lambda callback: run(*args, **kwargs, callback=callback)), "cells stopped"
+    from gdlab.distributed import distributed_sweep
+
+    return (lambda callback: distributed_sweep(kind, *args, scheduler=scheduler, workers=workers, callback=callback,
+                                               **kwargs)), "blocks done"
 
 
 def _prepare_outputs(out_path, heatmap_path, heatmap_axes, plot_size, json_out, grid_axes):
@@ -84,7 +98,7 @@ def _prepare_outputs(out_path, heatmap_path, heatmap_axes, plot_size, json_out, 
     return size, axes
 
 
-def _run(call, out_path, heatmap_path, axes, size, json_out):
+def _run(call, out_path, heatmap_path, axes, size, json_out, what="cells stopped"):
     """Run the sweep with a progress bar, then write the table, the heatmap and the summary."""
     from gdlab import plots
     from gdlab.sweep import write_table
@@ -92,7 +106,7 @@ def _run(call, out_path, heatmap_path, axes, size, json_out):
     err = Console(stderr=True)
     progress = progress_bar(err, quiet=json_out == "-")
     with progress:
-        task = progress.add_task("cells stopped", total=None)
+        task = progress.add_task(what, total=None)
         result = call(lambda done, n: progress.update(task, completed=done, total=n))
     if out_path is not None:
         write_table(result, out_path)
@@ -120,8 +134,10 @@ def _print_summary(console: Console, result, out_path, heatmap_path) -> None:
 
     rows = result.rows()
     loss = result.loss_name()
-    table = Table(title=f"sweep {result.kind}: {len(rows)} cells, one compiled program", show_header=True,
-                  header_style="bold")
+    how = "one compiled program"
+    if result.settings.get("engine") == "dask":
+        how = f"{result.settings['blocks']} blocks on {result.settings['workers']} Dask workers"
+    table = Table(title=f"sweep {result.kind}: {len(rows)} cells, {how}", show_header=True, header_style="bold")
     table.add_column("quantity")
     table.add_column("value", overflow="fold")
     table.add_row("grid", " × ".join(f"{a.name} ({len(a.values)}{', log' if a.log else ''})" for a in result.axes))
@@ -171,7 +187,8 @@ def sweep_fit_command(target: str, init: Optional[str], family: str, divergence:
                       period_mult: float, damping: Optional[float], trust_region: Optional[float], max_steps: int,
                       tol: float, patience: int, grad_tol: float, seed: int, samples: int, grid: tuple[str, ...],
                       out_path: Optional[str], heatmap_path: Optional[str], heatmap_axes: Optional[str],
-                      plot_size: str, reach: Optional[float], exact: bool, json_out: Optional[str]) -> None:
+                      plot_size: str, reach: Optional[float], exact: bool, json_out: Optional[str], engine: str,
+                      scheduler: Optional[str], workers: Optional[int]) -> None:
     """Fit q to p for every cell of a hyperparameter grid, all cells in one compiled program.
 
     \b
@@ -179,9 +196,14 @@ def sweep_fit_command(target: str, init: Optional[str], family: str, divergence:
       gdlab sweep fit --target "0.5*N(-2,0.25)+0.5*N(2,0.25)" --init "N(0.5,5)" --divergence reverse \\
             --optimizer momentum --grid lr=0.001:1:40:log --grid momentum=0,0.5,0.9,0.99 \\
             --max-steps 2000 --out sweep.csv --heatmap sweep.png
+      gdlab sweep fit --target "N(2,1)" --grid lr=1e-4:1:200:log --grid momentum=0:0.99:50 --optimizer momentum \\
+            --engine dask --workers 2
     """
+    from gdlab.distributed import check_engine
     from gdlab.specs import parse_distribution
-    from gdlab.sweep import parse_grid, sweep_fit
+    from gdlab.sweep import parse_grid
+
+    check_engine(engine, scheduler, workers)
 
     if lr is None:
         lr = 1.0 if optimizer == "natural" else 0.1       # as gdlab fit
@@ -192,14 +214,13 @@ def sweep_fit_command(target: str, init: Optional[str], family: str, divergence:
     axes = [parse_grid(g) for g in grid]
     size, hm_axes = _prepare_outputs(out_path, heatmap_path, heatmap_axes, plot_size, json_out, axes)
 
-    def call(callback):
-        return sweep_fit(target_spec, init_spec, divergence, optimizer, axes, lr=lr, momentum=momentum,
-                         damping=damping, trust_region=trust_region, schedule=schedule, decay=decay,
-                         decay_steps=decay_steps, alpha=alpha, period=period, period_mult=period_mult, family=family,
-                         param=param, max_steps=max_steps, tol=tol, patience=patience, grad_tol=grad_tol,
-                         samples=samples, seed=seed, reach=reach, vectorize=not exact, callback=callback)
-
-    _run(call, out_path, heatmap_path, hm_axes, size, json_out)
+    call, what = _caller("fit", engine, scheduler, workers, (target_spec, init_spec, divergence, optimizer, axes),
+                         dict(lr=lr, momentum=momentum, damping=damping, trust_region=trust_region, schedule=schedule,
+                              decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
+                              period_mult=period_mult, family=family, param=param, max_steps=max_steps, tol=tol,
+                              patience=patience, grad_tol=grad_tol, samples=samples, seed=seed, reach=reach,
+                              vectorize=not exact))
+    _run(call, out_path, heatmap_path, hm_axes, size, json_out, what)
 
 
 @sweep_group.command("landscape", no_args_is_help=True)
@@ -216,7 +237,8 @@ def sweep_landscape_command(function: str, init: Optional[str], optimizer: str, 
                             decay_steps: Optional[int], alpha: float, period: Optional[int], period_mult: float,
                             max_steps: int, tol: float, patience: int, grad_tol: float, grid: tuple[str, ...],
                             out_path: Optional[str], heatmap_path: Optional[str], heatmap_axes: Optional[str],
-                            plot_size: str, reach: Optional[float], exact: bool, json_out: Optional[str]) -> None:
+                            plot_size: str, reach: Optional[float], exact: bool, json_out: Optional[str], engine: str,
+                            scheduler: Optional[str], workers: Optional[int]) -> None:
     """Minimise a landscape for every cell of a hyperparameter grid, all cells in one compiled program.
 
     \b
@@ -224,8 +246,10 @@ def sweep_landscape_command(function: str, init: Optional[str], optimizer: str, 
       gdlab sweep landscape --function double-well --init 1.5 --optimizer momentum \\
             --grid lr=0.001:0.3:20:log --grid momentum=0,0.5,0.9 --max-steps 2000 --heatmap dw.png
     """
-    from gdlab.sweep import parse_grid, sweep_landscape
+    from gdlab.distributed import check_engine
+    from gdlab.sweep import parse_grid
 
+    check_engine(engine, scheduler, workers)
     lr = 0.01 if lr is None else lr
     check_numbers(lr=lr, momentum=momentum, decay=decay, alpha=alpha, period_mult=period_mult, tol=tol,
                   grad_tol=grad_tol, reach=reach)
@@ -233,13 +257,11 @@ def sweep_landscape_command(function: str, init: Optional[str], optimizer: str, 
     axes = [parse_grid(g) for g in grid]
     size, hm_axes = _prepare_outputs(out_path, heatmap_path, heatmap_axes, plot_size, json_out, axes)
 
-    def call(callback):
-        return sweep_landscape(function, start, optimizer, axes, lr=lr, momentum=momentum, schedule=schedule,
-                               decay=decay, decay_steps=decay_steps, alpha=alpha, period=period,
-                               period_mult=period_mult, max_steps=max_steps, tol=tol, patience=patience,
-                               grad_tol=grad_tol, reach=reach, vectorize=not exact, callback=callback)
-
-    _run(call, out_path, heatmap_path, hm_axes, size, json_out)
+    call, what = _caller("landscape", engine, scheduler, workers, (function, start, optimizer, axes),
+                         dict(lr=lr, momentum=momentum, schedule=schedule, decay=decay, decay_steps=decay_steps,
+                              alpha=alpha, period=period, period_mult=period_mult, max_steps=max_steps, tol=tol,
+                              patience=patience, grad_tol=grad_tol, reach=reach, vectorize=not exact))
+    _run(call, out_path, heatmap_path, hm_axes, size, json_out, what)
 
 
 @sweep_group.command("train", no_args_is_help=True)
@@ -255,7 +277,8 @@ def sweep_train_command(data: str, target: Optional[str], features: Optional[str
                         epochs: Optional[int], max_steps: Optional[int], tol: float, patience: int, grad_tol: float,
                         grid: tuple[str, ...], out_path: Optional[str], heatmap_path: Optional[str],
                         heatmap_axes: Optional[str], plot_size: str, reach: Optional[float], exact: bool,
-                        json_out: Optional[str]) -> None:
+                        json_out: Optional[str], engine: str, scheduler: Optional[str],
+                        workers: Optional[int]) -> None:
     """Train a model by batch gradient descent for every cell of a hyperparameter grid, in one compiled program.
 
     The data, model, penalty and stopping options are those of `gdlab train` (full batch: every
@@ -267,8 +290,10 @@ def sweep_train_command(data: str, target: Optional[str], features: Optional[str
       gdlab sweep train --data breast_cancer --model logistic --optimizer momentum \\
             --grid lr=0.01:3:12:log --grid momentum=0,0.5,0.9 --max-steps 2000 --out sweep.csv --heatmap sweep.png
     """
-    from gdlab.sweep import parse_grid, sweep_train
+    from gdlab.distributed import check_engine
+    from gdlab.sweep import parse_grid
 
+    check_engine(engine, scheduler, workers)
     feature_list = check_options(lr=lr, momentum=momentum, damping=damping, decay=decay, alpha=alpha,
                                  period_mult=period_mult, l2=l2, C=C, tol=tol, grad_tol=grad_tol, schedule=schedule,
                                  period=period, features=features)
@@ -276,12 +301,11 @@ def sweep_train_command(data: str, target: Optional[str], features: Optional[str
     axes = [parse_grid(g) for g in grid]
     size, hm_axes = _prepare_outputs(out_path, heatmap_path, heatmap_axes, plot_size, json_out, axes)
 
-    def call(callback):
-        return sweep_train(data, model, optimizer, axes, loss=loss, target=target, features=feature_list, lr=lr,
-                           momentum=momentum, damping=damping, solver=solver, schedule=schedule, decay=decay,
-                           decay_steps=decay_steps, alpha=alpha, period=period, period_mult=period_mult,
-                           epochs=epochs, max_steps=max_steps, test_size=test_size, standardize=standardize,
-                           init=init, seed=seed, l2=l2, C=C, tol=tol, patience=patience, grad_tol=grad_tol,
-                           reach=reach, vectorize=not exact, callback=callback)
-
-    _run(call, out_path, heatmap_path, hm_axes, size, json_out)
+    call, what = _caller("train", engine, scheduler, workers, (data, model, optimizer, axes),
+                         dict(loss=loss, target=target, features=feature_list, lr=lr, momentum=momentum,
+                              damping=damping, solver=solver, schedule=schedule, decay=decay, decay_steps=decay_steps,
+                              alpha=alpha, period=period, period_mult=period_mult, epochs=epochs,
+                              max_steps=max_steps, test_size=test_size, standardize=standardize, init=init, seed=seed,
+                              l2=l2, C=C, tol=tol, patience=patience, grad_tol=grad_tol, reach=reach,
+                              vectorize=not exact))
+    _run(call, out_path, heatmap_path, hm_axes, size, json_out, what)

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from gdlab.cli import UserError, app, check_json_path, emit_json, finite, fmt, json_num, progress_bar
+from gdlab.cli import UserError, app, check_json_path, emit_json, engine_options, finite, fmt, json_num, progress_bar
 
 MODELS = ("linear", "logistic", "softmax")
 LOSSES = ("mse", "rmse", "cross-entropy")
@@ -196,6 +196,7 @@ def check_options(*, lr, momentum, damping, decay, alpha, period_mult, l2, C, to
               help="Size of --plot and --animate in pixels.")
 @click.option("--save-weights", default=None, metavar="PATH",
               help="Write the trained weights, bias, feature names, classes and standardisation to PATH as JSON.")
+@engine_options
 def train_command(data: str, target: Optional[str], features: Optional[str], model: str, loss: Optional[str],
                   optimizer: str, lr: Optional[float], momentum: Optional[float], damping: Optional[float],
                   solver: str, schedule: str, decay: Optional[float], decay_steps: Optional[int], alpha: float,
@@ -204,7 +205,7 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
                   l2: Optional[float], C: Optional[float], tol: float, patience: int, grad_tol: float,
                   stream: Optional[bool], memory_limit: int, shuffle_buffer: Optional[int], json_out: Optional[str],
                   plot_path: Optional[str], animate_path: Optional[str], plot_size: str,
-                  save_weights: Optional[str]) -> None:
+                  save_weights: Optional[str], engine: str, scheduler: Optional[str], workers: Optional[int]) -> None:
     """Train a linear, logistic or softmax regression by gradient descent: batch or mini-batch.
 
     The loss is the mean per-row loss plus an L2 penalty on the weights, λ/2·||W||^2 (--l2 λ,
@@ -222,8 +223,15 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
       gdlab train --data big.parquet --target label --model logistic --batch-size 1024 --epochs 3
       gdlab train --data breast_cancer --model logistic --optimizer momentum --batch-size 32 --epochs 10 \\
                   --plot train.png --animate train.gif
+      gdlab train --data 'parts/*.parquet' --target label --model logistic --optimizer natural \\
+                  --engine dask --workers 2
     """
     from gdlab import schedules, training  # here, not at the top: `gdlab --help` must not load JAX
+    from gdlab.distributed import check_engine
+
+    check_engine(engine, scheduler, workers)
+    if engine == "dask":
+        _check_dask_training(batch_size, stream, shuffle_buffer)
 
     feature_list = check_options(lr=lr, momentum=momentum, damping=damping, decay=decay, alpha=alpha,
                                  period_mult=period_mult, l2=l2, C=C, tol=tol, grad_tol=grad_tol,
@@ -256,11 +264,16 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
             progress.update(task, total=info["total_steps"], completed=info["step"],
                             description=f"epoch {int(info['epoch'])}" if batch_size else "training")
 
-        result = training.train(data, model, loss, build, target=target, features=feature_list,
-                                batch_size=batch_size, epochs=epochs, max_steps=max_steps, test_size=test_size,
-                                standardize=standardize, init=init, seed=seed, l2=l2, C=C, solver=solver, tol=tol,
-                                patience=patience, grad_tol=grad_tol, stream=stream, memory_limit=memory_limit,
-                                shuffle_buffer=shuffle_buffer, callback=show)
+        shared = dict(target=target, features=feature_list, epochs=epochs, max_steps=max_steps, test_size=test_size,
+                      standardize=standardize, init=init, seed=seed, l2=l2, C=C, solver=solver, tol=tol,
+                      patience=patience, grad_tol=grad_tol, callback=show)
+        if engine == "dask":
+            from gdlab.distributed import train_dask
+
+            result = train_dask(data, model, loss, build, scheduler=scheduler, workers=workers, **shared)
+        else:
+            result = training.train(data, model, loss, build, batch_size=batch_size, stream=stream,
+                                    memory_limit=memory_limit, shuffle_buffer=shuffle_buffer, **shared)
     settings = {"optimizer": optimizer, "lr": rate0, "schedule": schedule, "momentum": momentum, "damping": damping}
     emit_json(train_json(result, settings), json_out)
     if save_weights is not None:
@@ -270,6 +283,17 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
         err.print(result.message, highlight=False, soft_wrap=True)
     else:
         print_table(Console(), result, settings)
+
+
+def _check_dask_training(batch_size: int, stream: Optional[bool], shuffle_buffer: Optional[int]) -> None:
+    """Refuse the mini-batch and streaming options with --engine dask, which trains on full batches."""
+    if batch_size:
+        raise UserError(f"--engine dask trains on full batches (each step sums over every partition on the workers); "
+                        f"drop --batch-size {batch_size}, or train mini-batches with --engine local.")
+    if stream is not None or shuffle_buffer is not None:
+        option = "--shuffle-buffer" if shuffle_buffer is not None else ("--stream" if stream else "--no-stream")
+        raise UserError(f"{option} is for --engine local; with --engine dask the partitions stay on the workers, "
+                        f"so drop {option}.")
 
 
 def _check_pictures(plot_path: Optional[str], animate_path: Optional[str], plot_size: str) -> tuple[int, int]:
