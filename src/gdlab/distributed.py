@@ -706,10 +706,12 @@ def train_dask(data: Any, model: str = "logistic", loss: str | None = None, opti
     Args:
       data: the partitions: a folder of .parquet (or .csv) files, a glob (``"dir/*.parquet"``) or a
         list of files; sorted by name, their rows in that order are the data set.
-      model, loss, optimizer, target, features, epochs, max_steps, test_size, standardize, init, seed,
-      l2, C, solver, tol, patience, grad_tol, callback, precision: as :func:`gdlab.train` (batch mode).
-        Any optimizer that needs the gradient, the Fisher matrix (``natural``, up to 2,048 weights)
-        or its diagonal (``natural-diag``); not conjugate-gradient Fisher-vector products.
+      model: as :func:`gdlab.train`; so are ``loss``, ``target``, ``features``, ``epochs``,
+        ``max_steps``, ``test_size``, ``standardize``, ``init``, ``seed``, ``l2``, ``C``,
+        ``solver``, ``tol``, ``patience``, ``grad_tol``, ``callback`` and ``precision`` (batch mode).
+      optimizer: any optimizer that needs the gradient, the Fisher matrix (``natural``, up to
+        2,048 weights) or its diagonal (``natural-diag``); not conjugate-gradient Fisher-vector
+        products.
       scheduler, workers, client: the cluster, as :func:`distributed_sweep`.
 
     Returns:
