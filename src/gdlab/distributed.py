@@ -63,6 +63,14 @@ RETRIES = 2                           # a task that raised (not bad input) runs 
 def check_engine(engine: str, scheduler: str | None = None, workers: int | None = None) -> None:
     """Refuse a bad combination of ``engine``, ``scheduler`` and ``workers`` in one sentence.
 
+    Args:
+      engine: ``"local"`` or ``"dask"``.
+      scheduler: a running scheduler's address (``tcp://host:8786``), or None.
+      workers: worker processes of a new loopback ``LocalCluster``, or None.
+
+    Returns:
+      None; raises ValueError with the sentence for a bad combination (or Dask not installed).
+
     Example:
       >>> check_engine("local")
       >>> check_engine("local", workers=2)
@@ -114,6 +122,13 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     The local cluster has ``workers`` processes (default: one per CPU core) of one thread each,
     bound to 127.0.0.1, without a dashboard; both close when the block ends. An unreachable
     scheduler fails within :data:`CONNECT_TIMEOUT_S` seconds with one sentence.
+
+    Args:
+      scheduler: a running scheduler's address, or None for a local cluster.
+      workers: the local cluster's worker processes (None: one per CPU core).
+
+    Returns:
+      A context manager that yields the client.
 
     Example:
       >>> with dask_client(workers=1) as client:            # doctest: +SKIP
@@ -195,7 +210,16 @@ def _lost_worker(exc: BaseException) -> ValueError:
 # =============================================================================== sweeps
 
 def block_bounds(n: int, blocks: int) -> list[tuple[int, int]]:
-    """Cut cells 0 … n − 1 into ``blocks`` contiguous (lo, hi) ranges of near-equal size, in order.
+    r"""Cut cells 0 … n − 1 into ``blocks`` contiguous (lo, hi) ranges of near-equal size, in order.
+
+    .. math::  \text{edge}_k = \lfloor n k / B \rfloor, \quad k = 0 \ldots B, \quad B = \min(\text{blocks}, n)
+
+    Args:
+      n: the number of cells.
+      blocks: how many blocks (at most n are made).
+
+    Returns:
+      The (lo, hi) ranges, lo inclusive, hi exclusive.
 
     Example:
       >>> block_bounds(10, 3)
@@ -218,6 +242,13 @@ def default_blocks(n: int, threads: int) -> int:
     cells where the grid has that many: the local sweep of a costly objective computes that many
     cells at once, so such a block runs the local program's shape (and its rounding).
 
+    Args:
+      n: the number of cells.
+      threads: worker threads in the cluster.
+
+    Returns:
+      The number of blocks.
+
     Example:
       >>> default_blocks(160, 2), default_blocks(10_000, 2), default_blocks(10, 2), default_blocks(1, 2)
       (4, 8, 2, 1)
@@ -228,7 +259,7 @@ def default_blocks(n: int, threads: int) -> int:
     return max(1, min(n, threads * rounds))
 
 
-def run_block(kind: str, call: tuple, block: tuple[int, int]) -> Any:
+def _run_block(kind: str, call: tuple, block: tuple[int, int]) -> Any:
     """One block of a sweep, on a worker: the single-machine sweep on the grid's cells lo … hi − 1.
 
     ``call`` is the sweep's ``(args, kwargs)``. The sweep switches JAX to 64-bit inside itself
@@ -243,6 +274,14 @@ def run_block(kind: str, call: tuple, block: tuple[int, int]) -> Any:
 
 def join_blocks(parts: Sequence[Any], elapsed: float, settings: dict) -> Any:
     """The blocks' tables, in block order, as one :class:`gdlab.sweep.SweepResult` (columns joined).
+
+    Args:
+      parts: the blocks' :class:`gdlab.sweep.SweepResult` s, in grid order.
+      elapsed: seconds for the whole sweep.
+      settings: settings to add to the first block's (``engine``, ``blocks``, ``workers``).
+
+    Returns:
+      One :class:`gdlab.sweep.SweepResult` with every cell.
 
     Example:
       >>> from gdlab.sweep import GridAxis, SweepResult
@@ -317,7 +356,7 @@ def distributed_sweep(kind: str, *args, scheduler: str | None = None, workers: i
         bounds = block_bounds(n, blocks if blocks is not None else default_blocks(n, threads))
         start = time.perf_counter()
         [call] = client.scatter([(args, kwargs)], hash=False)      # the arguments travel once, not per block
-        futures = [client.submit(run_block, kind, call, b, retries=retries, pure=False) for b in bounds]
+        futures = [client.submit(_run_block, kind, call, b, retries=retries, pure=False) for b in bounds]
         where = {f.key: i for i, f in enumerate(futures)}
         parts: list = [None] * len(bounds)
         try:
@@ -339,6 +378,12 @@ def distributed_sweep(kind: str, *args, scheduler: str | None = None, workers: i
 def partition_paths(data: Any) -> list[str]:
     """The partition files of ``data``: a glob (``dir/*.parquet``), a folder (its .parquet and .csv
     files), one file, or a list of files; sorted, so row r of their concatenation is well defined.
+
+    Args:
+      data: a glob, a folder, a file, or a list of files.
+
+    Returns:
+      The sorted paths; ValueError (one sentence) when none matches or one is not .parquet/.csv.
 
     Example:
       >>> partition_paths("/no/such/dir/*.parquet")
@@ -369,7 +414,7 @@ def partition_paths(data: Any) -> list[str]:
     return paths
 
 
-def read_partition(path: str, features: list[str] | None, target: str | None, kind: str) -> tuple:
+def _read_partition(path: str, features: list[str] | None, target: str | None, kind: str) -> tuple:
     """On a worker: one partition's raw rows ``(X, y, feature names)``, read with pyarrow as
     :func:`gdlab.data.load` reads a file (the same column checks and messages)."""
     from gdlab import data as datamod
@@ -388,7 +433,7 @@ def read_partition(path: str, features: list[str] | None, target: str | None, ki
 
 
 def _shape(part: tuple | _Refused) -> tuple[int, tuple] | _Refused:
-    """(rows, feature names) of a partition read by :func:`read_partition` (or why it was not read)."""
+    """(rows, feature names) of a partition read by :func:`_read_partition` (or why it was not read)."""
     return part if isinstance(part, _Refused) else (len(part[1]), part[2])
 
 
@@ -401,7 +446,21 @@ class Moments(NamedTuple):
 
 
 def moments(X: np.ndarray) -> Moments:
-    """The :class:`Moments` of the rows of X (two passes: the mean, then the squared deviations)."""
+    r"""The :class:`Moments` of the rows of X (two passes: the mean, then the squared deviations).
+
+    .. math::  n,\quad \bar x = \tfrac1n \sum_i x_i,\quad M_2 = \sum_i (x_i - \bar x)^2 \quad\text{(per column)}
+
+    Args:
+      X: rows, shape (n, d).
+
+    Returns:
+      :class:`Moments`.
+
+    Example:
+      >>> m = moments(np.array([[1.0], [3.0]]))
+      >>> m.count, m.mean.tolist(), m.m2.tolist()
+      (2, [2.0], [2.0])
+    """
     mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
     return Moments(len(X), mean, ((X - mean) ** 2).sum(axis=0))
 
@@ -411,6 +470,12 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
     .. math::  n = n_a + n_b,\quad \delta = \bar x_b - \bar x_a,\quad \bar x = \bar x_a + \delta\,\frac{n_b}{n},
                \quad M_2 = M_{2,a} + M_{2,b} + \delta^2\,\frac{n_a n_b}{n}
+
+    Args:
+      a, b: the moments of two sets of rows.
+
+    Returns:
+      The moments of their union.
 
     Example:
       >>> x = np.array([[1.0], [2.0], [4.0], [7.0]])
@@ -426,15 +491,29 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
 
 def standard_scale(m: Moments) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, population std) of the columns, scale 1 for a column that is constant to rounding:
-    scikit-learn's ``StandardScaler`` rule (var ≤ n ε var + (n ε mean)²), which :func:`gdlab.train` uses."""
+    r"""(mean, population std) of the columns, scale 1 for a column that is constant to rounding:
+    scikit-learn's ``StandardScaler`` rule (var ≤ n ε var + (n ε mean)²), which :func:`gdlab.train` uses.
+
+    .. math::  \sigma^2 = M_2 / n
+
+    Args:
+      m: the columns' :class:`Moments`.
+
+    Returns:
+      (mean, scale), each of shape (d,).
+
+    Example:
+      >>> mean, scale = standard_scale(moments(np.array([[1.0, 5.0], [3.0, 5.0]])))
+      >>> mean.tolist(), scale.tolist()          # the constant column keeps scale 1
+      ([2.0, 5.0], [1.0, 1.0])
+    """
     var = m.m2 / m.count
     eps = np.finfo(np.float64).eps
     constant = var <= m.count * eps * var + (m.count * m.mean * eps) ** 2
     return m.mean, np.where(constant, 1.0, np.sqrt(var))
 
 
-def summarise_partition(part: tuple, offset: int, seed: int, test_size: float, kind: str, target: str) -> dict:
+def _summarise_partition(part: tuple, offset: int, seed: int, test_size: float, kind: str, target: str) -> dict:
     """On a worker: a partition's split counts, its training rows' :class:`Moments` and its labels.
 
     Row i of the partition is row ``offset + i`` of the concatenation; it goes to the test split
@@ -463,7 +542,7 @@ def summarise_partition(part: tuple, offset: int, seed: int, test_size: float, k
     return out
 
 
-def prepare_partition(part: tuple, offset: int, mean: np.ndarray, scale: np.ndarray, kind: str, target: str,
+def _prepare_partition(part: tuple, offset: int, mean: np.ndarray, scale: np.ndarray, kind: str, target: str,
                       classes: tuple | None, seed: int, test_size: float, rows: int) -> tuple:
     """On a worker: a partition ready for the steps, ``(X, y, train, test)``: labels coded, features
     standardised with the whole training split's mean and scale (as :func:`gdlab.data.load`), the
@@ -484,7 +563,7 @@ def _fisher_program(model: Any, kind: str):
     """Compiled: n_p · F_p(θ) of one partition's training rows at λ = 0 (dense or its diagonal).
 
     For rmse the Fisher of mse, 2X̃ᵀX̃/n_p, is summed instead: rmse's X̃ᵀX̃/(n·RMSE) needs the
-    RMSE of all the rows, which only the client knows (:func:`combine_fisher`)."""
+    RMSE of all the rows, which only the client knows (:func:`_combine_fisher`)."""
     import jax
 
     from gdlab import models
@@ -494,9 +573,9 @@ def _fisher_program(model: Any, kind: str):
     return jax.jit(lambda theta, X, y, train: compute(per, theta, X, y, 0.0, train) * train.sum())
 
 
-def partition_sums(part: tuple, model: Any, theta: np.ndarray, fisher_kind: str, x64: bool) -> tuple:
+def _partition_sums(part: tuple, model: Any, theta: np.ndarray, fisher_kind: str, x64: bool) -> tuple:
     """On a worker: (the sums :func:`gdlab.training.evaluate` adds up, n_p · F_p(θ) or None) of one
-    partition made by :func:`prepare_partition`."""
+    partition made by :func:`_prepare_partition`."""
     import jax
 
     from gdlab import training
@@ -513,7 +592,7 @@ def partition_sums(part: tuple, model: Any, theta: np.ndarray, fisher_kind: str,
     return sums, fisher
 
 
-def combine_fisher(model: Any, total: np.ndarray, n_train: int, l2: float, data_loss: float) -> np.ndarray:
+def _combine_fisher(model: Any, total: np.ndarray, n_train: int, l2: float, data_loss: float) -> np.ndarray:
     r"""The full data's Fisher from the partitions' n_p F_p(θ) at λ = 0, with the penalty's λ added.
 
     .. math::  F = \frac1n\sum_p n_p F_p + \lambda\,\mathrm{diag}(\text{weights}) \quad
@@ -541,7 +620,7 @@ def combine_fisher(model: Any, total: np.ndarray, n_train: int, l2: float, data_
 
 class Partitions:
     """Training data held by Dask workers, one :class:`gdlab.data.Dataset` per partition; what
-    :func:`gdlab.training.evaluate` and :func:`gdlab.training.model_problem` read of a source.
+    :func:`gdlab.training.evaluate` and :func:`gdlab.training._model_problem` read of a source.
 
     Attributes: ``name``, ``features``, ``target``, ``classes``, ``n_train``, ``n_test``, ``mean``,
     ``scale``, ``target_mean`` (as :class:`gdlab.data.Dataset`), ``client``, ``futures`` (one per
@@ -559,7 +638,7 @@ class Partitions:
         from gdlab import training
 
         theta = np.asarray(theta, dtype=float)
-        futures = [self.client.submit(partition_sums, part, model, theta, fisher_kind, self.x64, retries=RETRIES,
+        futures = [self.client.submit(_partition_sums, part, model, theta, fisher_kind, self.x64, retries=RETRIES,
                                       pure=False) for part in self.futures]
         total, fisher = training._Sums(model.n_params), None
         for sums, part_fisher in self.client.gather(futures):
@@ -573,7 +652,7 @@ class Partitions:
         return self.step_sums(model, theta)[0]
 
 
-def read_partitions(client: Any, paths: list[str], kind: str, target: str | None, features: list[str] | None,
+def _read_partitions(client: Any, paths: list[str], kind: str, target: str | None, features: list[str] | None,
                     test_size: float, seed: int, standardize: bool, name: str, x64: bool) -> Partitions:
     """Read, split and standardise the partitions on the workers; the rows stay there.
 
@@ -584,7 +663,7 @@ def read_partitions(client: Any, paths: list[str], kind: str, target: str | None
 
     # a bad file's one sentence (a DataError) comes back as an answer, not as a failed task that
     # the workers would log and Dask would retry
-    raw = [client.submit(_answer, read_partition, p, features, target, kind, pure=False) for p in paths]
+    raw = [client.submit(_answer, _read_partition, p, features, target, kind, pure=False) for p in paths]
     rows, chosen = zip(*[_checked(s) for s in client.gather([client.submit(_shape, f, pure=False) for f in raw])])
     if any(c != chosen[0] for c in chosen):
         raise ValueError(f"the partitions' columns differ ({paths[0]!r} has {', '.join(chosen[0])}); every "
@@ -593,7 +672,7 @@ def read_partitions(client: Any, paths: list[str], kind: str, target: str | None
     if sum(rows) == 0:
         raise ValueError(f"the partitions of {name!r} have no data rows; give files with at least one row.")
     summaries = [_checked(s) for s in client.gather([
-        client.submit(_answer, summarise_partition, f, off, seed, test_size, kind, target, pure=False)
+        client.submit(_answer, _summarise_partition, f, off, seed, test_size, kind, target, pure=False)
         for f, off in zip(raw, offsets)])]
     n_train = sum(s["n_train"] for s in summaries)
     n_test = sum(s["n_test"] for s in summaries)
@@ -623,7 +702,7 @@ def read_partitions(client: Any, paths: list[str], kind: str, target: str | None
         target_mean = counts / max(n_train, 1)
     datamod._check_split(kind, n_train, counts, classes, test_size, seed)
     mean, scale = standard_scale(merged) if standardize else (np.zeros(d), np.ones(d))
-    parts = [client.submit(prepare_partition, f, off, mean, scale, kind, target, classes, seed, test_size, max(rows),
+    parts = [client.submit(_prepare_partition, f, off, mean, scale, kind, target, classes, seed, test_size, max(rows),
                            pure=False) for f, off in zip(raw, offsets)]
     del raw                         # the raw rows go once prepared; the prepared partitions stay on the workers
     return Partitions(name, chosen[0], target, classes, n_train, n_test, mean, scale, target_mean, client, parts, x64)
@@ -640,10 +719,10 @@ def _advance_program(optimizer: Any, criteria: Any):
             jax.jit(functools.partial(engine.advance, optimizer, criteria)))
 
 
-def run_on_partitions(model, source: Partitions, optimizer, theta0, lam, fisher_kind, plan, tol, patience, grad_tol,
+def _run_on_partitions(model, source: Partitions, optimizer, theta0, lam, fisher_kind, plan, tol, patience, grad_tol,
                       callback, classifier):
     """Batch gradient descent with θ on the client and the rows on the workers (``_run_full_batch``'s
-    place in :func:`gdlab.training.train_source`): per step one round of per-partition sums, then
+    place in :func:`gdlab.training._train_source`): per step one round of per-partition sums, then
     :func:`gdlab.engine.advance`. The trace has the columns of the in-memory run."""
     import jax
     import jax.numpy as jnp
@@ -669,7 +748,7 @@ def run_on_partitions(model, source: Partitions, optimizer, theta0, lam, fisher_
         ev = training._finish(model, theta, sums, source.n_train, source.n_test, lam)
         extra = {}
         if fisher is not None:
-            extra["fisher"] = jnp.asarray(combine_fisher(model, fisher, source.n_train, lam, data_loss))
+            extra["fisher"] = jnp.asarray(_combine_fisher(model, fisher, source.n_train, lam, data_loss))
         carry, row = advance(carry, jnp.asarray(loss), jnp.asarray(grad), extra)
         row = {k: np.asarray(v) for k, v in jax.device_get(row).items()}
         row.update({"data_loss": np.asarray(ev.data_loss), "test_loss": np.asarray(ev.test_loss),
@@ -742,11 +821,11 @@ def train_dask(data: Any, model: str = "logistic", loss: str | None = None, opti
     name = os.fspath(data) if isinstance(data, (str, os.PathLike)) else f"{len(paths)} partitions"
     x64 = precision == "float64"
     with _using(client, scheduler, workers) as client, jax.enable_x64(x64):
-        source = read_partitions(client, paths, model, target, features, test_size, seed, standardize, name, x64)
+        source = _read_partitions(client, paths, model, target, features, test_size, seed, standardize, name, x64)
         try:
-            mdl, lam, plan, theta0 = training.model_problem(source, model, loss, 0, epochs, max_steps, init, seed,
+            mdl, lam, plan, theta0 = training._model_problem(source, model, loss, 0, epochs, max_steps, init, seed,
                                                             l2, C)
-            return training.train_source(source, mdl, lam, plan, theta0, optimizer, 0, solver, tol, patience,
-                                         grad_tol, seed, callback, started, run_full_batch=run_on_partitions)
+            return training._train_source(source, mdl, lam, plan, theta0, optimizer, 0, solver, tol, patience,
+                                         grad_tol, seed, callback, started, run_full_batch=_run_on_partitions)
         finally:
             client.cancel(source.futures)

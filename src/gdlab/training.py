@@ -343,6 +343,23 @@ def objective_from_sums(model: Model, theta: np.ndarray, sums: _Sums, n_train: i
 
     with f the identity, or √· for rmse (∇√m = ∇m / (2√m)). The sums may come from blocks of
     rows or from partitions held elsewhere (:mod:`gdlab.distributed`).
+
+    Args:
+      model: the model (its loss and penalty mask).
+      theta: θ, the flat parameters.
+      sums: Σᵢ ℓᵢ and Σᵢ ∇ℓᵢ over the training rows (``sums.loss``, ``sums.grad``).
+      n_train: n, the training rows.
+      l2: λ.
+
+    Returns:
+      (J, f(mean loss), ∇J).
+
+    Example:
+      >>> m = models.make_model("linear", 1, loss="rmse")        # J = √(Σ ℓ / n)
+      >>> sums = _Sums(2); sums.loss, sums.grad = 8.0, np.array([4.0, 0.0])
+      >>> J, data, grad = objective_from_sums(m, np.zeros(2), sums, 2, 0.0)
+      >>> J, grad.tolist()                                       # √4; (4/2) / (2·2)
+      (2.0, [0.5, 0.0])
     """
     mean = sums.loss / n_train
     grad = sums.grad / n_train
@@ -398,6 +415,12 @@ def on_device(a: Any) -> jax.Array:
     and aligned to 64 bytes (pyarrow's buffers are; NumPy's own allocations are aligned to 16,
     so an X made by NumPy is copied: 0.35–0.65 s for 10⁶ × 100 float64 here). The array is only
     read during the call that made it.
+
+    Args:
+      a: an array (NumPy or JAX).
+
+    Returns:
+      A JAX array with the same values.
 
     Example:
       >>> import numpy as np
@@ -766,14 +789,14 @@ def _train(data, kind, loss_name, optimizer, target, features, batch_size, epoch
     source, model, lam, plan, theta0 = _read_problem(data, kind, loss_name, target, features, batch_size, epochs,
                                                      max_steps, test_size, standardize, init, seed, l2, C, stream,
                                                      memory_limit, shuffle_buffer)
-    return train_source(source, model, lam, plan, theta0, optimizer, batch_size, solver, tol, patience, grad_tol,
+    return _train_source(source, model, lam, plan, theta0, optimizer, batch_size, solver, tol, patience, grad_tol,
                         seed, callback, started)
 
 
-def train_source(source, model: Model, lam: float, plan: _Plan, theta0: np.ndarray, optimizer, batch_size: int,
+def _train_source(source, model: Model, lam: float, plan: _Plan, theta0: np.ndarray, optimizer, batch_size: int,
                  solver: str, tol: float, patience: int, grad_tol: float, seed: int, callback, started: float,
                  run_full_batch: Callable | None = None) -> TrainResult:
-    """The run and the report of :func:`train` on data already read (:func:`model_problem` built the rest).
+    """The run and the report of :func:`train` on data already read (:func:`_model_problem` built the rest).
 
     ``run_full_batch`` replaces the in-memory batch-mode run (same arguments and result as
     ``_run_full_batch``): :func:`gdlab.distributed.train_dask` passes one whose steps sum over
@@ -851,10 +874,10 @@ def _read_problem(data, kind, loss_name, target, features, batch_size, epochs, m
         raise ValueError(f"batch gradient descent needs every training row in memory at each step, and "
                          f"{source.name!r} is streamed (too large for memory_limit); give a mini-batch size "
                          f"(--batch-size 1024) or allow more memory (--memory-limit).")
-    return (source, *model_problem(source, kind, loss_name, batch_size, epochs, max_steps, init, seed, l2, C))
+    return (source, *_model_problem(source, kind, loss_name, batch_size, epochs, max_steps, init, seed, l2, C))
 
 
-def model_problem(source, kind, loss_name, batch_size, epochs, max_steps, init, seed, l2, C):
+def _model_problem(source, kind, loss_name, batch_size, epochs, max_steps, init, seed, l2, C):
     """(model, λ, the run's plan, θ₀) for data already read: what :func:`train` builds from the source's
     feature count, classes, training rows and target mean (a :class:`gdlab.data.Dataset`, a Stream, or
     :class:`gdlab.distributed.Partitions`)."""
