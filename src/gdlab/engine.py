@@ -287,6 +287,26 @@ def advance_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     return advance
 
 
+def lean_rows(trace: bool, block: int) -> bool:
+    """Whether a block records only the loss (NaN where ∇L or θ is not finite) and θ: without a
+    trace, in blocks of cheap steps. Under ``vmap`` each output of a scan costs about as much as
+    a cheap step; a costly step (block 1) keeps its rows, so that the loss it reports needs no
+    second evaluation.
+
+    Args:
+      trace: whether the rows are a trace's.
+      block: steps per block.
+
+    Returns:
+      True for lean rows.
+
+    Example:
+      >>> lean_rows(False, 64), lean_rows(False, 1), lean_rows(True, 64)
+      (True, False, False)
+    """
+    return not trace and block > 1
+
+
 def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                    optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, block: int,
                    batched: bool = False, trace: bool = True, lanes_axis: str | None = None):
@@ -323,24 +343,30 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
       (3, 2, 2.25)
     """
     advance = advance_function(loss, metrics, fisher, in_domain, optimizer, trace)
+    lean = lean_rows(trace, block)
 
     def run_block(carry: Carry, data, xs=None):
         def body(state, x):
             params, opt_state, row = advance(*state, (data, x) if batched else data)
-            if not trace:
+            if lean:
                 # Few rows: under vmap each output of a scan costs about as much as a cheap step.
                 # A non-finite gradient or θ stops the run as a non-finite loss does, so the
                 # loss row carries it as NaN.
                 ok = jnp.isfinite(row["grad_norm"]) & row["params_finite"]
-                lean = dict(loss=jnp.where(ok, row["loss"], jnp.nan), params=row["params"])
+                kept = dict(loss=jnp.where(ok, row["loss"], jnp.nan), params=row["params"])
                 if criteria.grad_tol > 0:
-                    lean["grad_norm"] = row["grad_norm"]
-                row = lean
+                    kept["grad_norm"] = row["grad_norm"]
+                row = kept
             return (params, opt_state), row
 
-        (params, opt_state), rows = jax.lax.scan(body, (carry.params, carry.opt_state), xs, length=block)
+        if block == 1:      # one step (costly objectives, the explorer): no loop around it
+            x0 = None if xs is None else jax.tree_util.tree_map(lambda b: b[0], xs)
+            (params, opt_state), row = body((carry.params, carry.opt_state), x0)
+            rows = jax.tree_util.tree_map(lambda r: r[None], row)
+        else:
+            (params, opt_state), rows = jax.lax.scan(body, (carry.params, carry.opt_state), xs, length=block)
         grad_norm = rows.get("grad_norm", jnp.zeros(block, rows["loss"].dtype))
-        params_finite = rows.pop("params_finite") if trace else jnp.ones(block, bool)
+        params_finite = jnp.ones(block, bool) if lean else rows.pop("params_finite")
         stop, reason, first, recent = stopping.check_block(criteria, carry.step, rows["loss"], grad_norm,
                                                            params_finite, carry.first_loss, carry.recent_losses,
                                                            carry.reason == stopping.RUNNING, lanes_axis)
@@ -551,9 +577,11 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
             hit = (jnp.arange(block) < recorded) & (rows["loss"] <= reach)
             first_hit = jnp.where(jnp.any(hit), step0 + jnp.argmax(hit), -1)
             last = rows["loss"][recorded - 1]
-            # the loss row is NaN where the gradient or θ was not finite: report the loss itself
-            last = jnp.where(jnp.isnan(last), loss(jax.tree_util.tree_map(lambda r: r[recorded - 1], rows["params"]),
-                                                   data), last)
+            if lean_rows(False, block):
+                # the loss row is NaN where the gradient or θ was not finite: report the loss itself
+                # (one more evaluation a block, cheap where blocks are long)
+                theta = jax.tree_util.tree_map(lambda r: r[recorded - 1], rows["params"])
+                last = jnp.where(jnp.isnan(last), loss(theta, data), last)
             out = Outcome(last, jnp.where(out.first_reach < 0, first_hit, out.first_reach).astype(jnp.int32))
             return i + block, c, out
 
@@ -626,8 +654,8 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
         limit = None
         if batches is not None:
             length = int(jax.tree_util.tree_leaves(xs)[0].shape[0])
-            block = block_size(objective.loss, carry.params,
-                               (objective.data, jax.tree_util.tree_map(lambda b: b[0], xs)), length)
+            one_batch = jax.tree_util.tree_map(lambda b: jax.ShapeDtypeStruct(b.shape[1:], b.dtype), xs)
+            block = block_size(objective.loss, carry.params, (objective.data, one_batch), length)
         elif chunk_size is None:
             limit = jnp.asarray(min(length, steps_next), jnp.int32)
         chunk_start = time.perf_counter()
