@@ -367,6 +367,54 @@ def test_streamed_training_matches_in_memory_training(tmp_path):
     assert streamed.epochs == 3 and len(streamed.trace.epoch_loss) == 4
 
 
+def test_a_one_epoch_stream_reads_the_file_three_times_and_theta0_is_evaluated_exactly(tmp_path, monkeypatch):
+    """The scan, the epoch (which also evaluates θ_0) and the final evaluation: three reads, not four;
+    θ_0's epoch record equals an in-memory evaluation of the same rows (its sums in another order)."""
+    from gdlab import data as datamod
+
+    path = tmp_path / "three.parquet"
+    write_logistic_parquet(path, 12_000, 5, seed=7, row_group_rows=1_500)
+    reads = []
+    original = datamod.TableFile.batches
+
+    def counted(self, columns, rows, rng=None, text_target=None):
+        reads.append(rng is not None)
+        return original(self, columns, rows, rng, text_target)
+
+    monkeypatch.setattr(datamod.TableFile, "batches", counted)
+    common = dict(target="label", test_size=0.2, seed=3, l2=0.01)
+    res = gdlab.train(str(path), "logistic", optimizer=optim.adam(0.01), batch_size=256, epochs=1, stream=True,
+                      memory_limit=2 << 20, **common)
+    assert reads == [False, True, False]          # scan, the epoch (row groups shuffled), the final evaluation
+    monkeypatch.setattr(datamod.TableFile, "batches", original)
+    loaded = datamod.load(str(path), "logistic", target="label", test_size=0.2, seed=3, stream=False)
+    theta0 = res.trace.params[0]                  # W = 0, b = the log-odds of the training labels
+    with jax.enable_x64(True):
+        ev0 = training.evaluate(res.model, theta0, loaded, res.l2)
+    assert res.trace.epoch_step[0] == 0 and res.trace.epoch_step[1] == res.steps
+    np.testing.assert_allclose(res.trace.epoch_loss[0], ev0.loss, rtol=1e-13)
+    np.testing.assert_allclose(res.trace.epoch_grad_norm[0], ev0.grad_norm, rtol=1e-11)
+    np.testing.assert_allclose(res.trace.epoch_test_loss[0], ev0.test_loss, rtol=1e-13)
+    np.testing.assert_allclose(res.trace.epoch_test_accuracy[0], ev0.test_metric, rtol=1e-13)
+    # with W = 0 and b = log(p̄/(1 − p̄)) every row has σ(b) = p̄: J(θ_0) is the labels' binary entropy
+    p = loaded.y_train.mean()
+    assert np.all(theta0[:-1] == 0.0) and theta0[-1] == pytest.approx(math.log(p / (1 - p)), rel=1e-12)
+    assert res.trace.epoch_loss[0] == pytest.approx(-p * math.log(p) - (1 - p) * math.log(1 - p), rel=1e-12)
+
+
+def test_a_stream_that_stops_at_theta0_returns_to_it(tmp_path):
+    """With grad_tol above ‖∇J(θ_0)‖ the run converges at θ_0: its evaluation is known only when the
+    first epoch's read ends, so the epoch's steps are computed and then dropped."""
+    path = tmp_path / "stop.parquet"
+    write_logistic_parquet(path, 6_000, 4, seed=8, row_group_rows=1_000)
+    res = gdlab.train(str(path), "logistic", optimizer=optim.adam(0.01), target="label", batch_size=256, epochs=3,
+                      test_size=0.0, stream=True, memory_limit=2 << 20, grad_tol=1e3)
+    assert res.stop_reason == "converged" and res.steps == 0 and res.epochs == 0
+    assert np.all(res.params[:-1] == 0.0) and np.all(res.params == res.trace.params[0])
+    assert list(res.trace.step) == [0] and list(res.trace.epoch_step) == [0]
+    assert res.loss == pytest.approx(res.trace.epoch_loss[0], rel=1e-13)
+
+
 def test_batch_gradient_descent_on_a_streamed_file_is_refused(tmp_path):
     path = tmp_path / "s.parquet"
     write_logistic_parquet(path, 2_000, 3, seed=1)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -418,15 +418,99 @@ def _column_numpy(batch, name: str) -> np.ndarray:
 
 def _block_arrays(batch, features: Sequence[str], target: str, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of a record batch; missing or infinite feature values are refused with their row."""
-    X = np.empty((batch.num_rows, len(features)), dtype=np.float64)
-    for j, name in enumerate(features):
-        X[:, j] = _column_numpy(batch, name)
+    import pyarrow as pa
+
+    if all(batch.schema.field(name).type == pa.float64() for name in features):
+        # Arrow's own row-major copy (missing values as NaN) is ~2x faster than filling X column by column
+        X = batch.select(list(features)).to_tensor(null_to_nan=True, row_major=True).to_numpy()
+    else:
+        X = np.empty((batch.num_rows, len(features)), dtype=np.float64)
+        for j, name in enumerate(features):
+            X[:, j] = _column_numpy(batch, name)
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise DataError(f"the feature {features[j]!r} has a missing or infinite value in row {offset + i + 1}; "
                         f"fill or drop such rows first.")
     return X, _column_numpy(batch, target)
+
+
+# ------------------------------------------------------------------------------- column moments
+
+class Moments(NamedTuple):
+    """Count, mean and sum of squared deviations of each column: enough to merge variances."""
+
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+
+def moments(X: np.ndarray) -> Moments:
+    r"""The :class:`Moments` of the rows of X (two passes: the mean, then the squared deviations).
+
+    .. math::  n,\quad \bar x = \tfrac1n \sum_i x_i,\quad M_2 = \sum_i (x_i - \bar x)^2 \quad\text{(per column)}
+
+    Args:
+      X: rows, shape (n, d).
+
+    Returns:
+      :class:`Moments`.
+
+    Example:
+      >>> m = moments(np.array([[1.0], [3.0]]))
+      >>> m.count, m.mean.tolist(), m.m2.tolist()
+      (2, [2.0], [2.0])
+    """
+    mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+    return Moments(len(X), mean, ((X - mean) ** 2).sum(axis=0))
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    r"""The moments of two sets of rows together (Chan, Golub & LeVeque's pairwise update).
+
+    .. math::  n = n_a + n_b,\quad \delta = \bar x_b - \bar x_a,\quad \bar x = \bar x_a + \delta\,\frac{n_b}{n},
+               \quad M_2 = M_{2,a} + M_{2,b} + \delta^2\,\frac{n_a n_b}{n}
+
+    Args:
+      a, b: the moments of two sets of rows.
+
+    Returns:
+      The moments of their union.
+
+    Example:
+      >>> x = np.array([[1.0], [2.0], [4.0], [7.0]])
+      >>> m = merge_moments(moments(x[:1]), moments(x[1:]))
+      >>> m.count, m.mean.tolist(), (m.m2 / m.count).tolist() == [float(x.var())]
+      (4, [3.5], True)
+    """
+    n = a.count + b.count
+    if n == 0:
+        return a
+    delta = b.mean - a.mean
+    return Moments(n, a.mean + delta * (b.count / n), a.m2 + b.m2 + delta ** 2 * (a.count * b.count / n))
+
+
+def standard_scale(m: Moments) -> tuple[np.ndarray, np.ndarray]:
+    r"""(mean, population std) of the columns, scale 1 for a column that is constant to rounding:
+    scikit-learn's ``StandardScaler`` rule (var ≤ n ε var + (n ε mean)²), which :func:`gdlab.train` uses.
+
+    .. math::  \sigma^2 = M_2 / n
+
+    Args:
+      m: the columns' :class:`Moments`.
+
+    Returns:
+      (mean, scale), each of shape (d,).
+
+    Example:
+      >>> mean, scale = standard_scale(moments(np.array([[1.0, 5.0], [3.0, 5.0]])))
+      >>> mean.tolist(), scale.tolist()          # the constant column keeps scale 1
+      ([2.0, 5.0], [1.0, 1.0])
+    """
+    var = m.m2 / m.count
+    eps = np.finfo(np.float64).eps
+    constant = var <= m.count * eps * var + (m.count * m.mean * eps) ** 2
+    return m.mean, np.where(constant, 1.0, np.sqrt(var))
 
 
 # ------------------------------------------------------------------------------- streaming
@@ -564,19 +648,28 @@ class Stream:
             X /= self.scale
             yield X, y, in_test_split(np.arange(offset, offset + len(y)), self.seed, self.test_size)
 
-    def train_blocks(self, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(X, y) of the training rows per record batch, row groups in a random order."""
+    def train_blocks(self, rng: np.random.Generator,
+                     each: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(X, y) of the training rows per record batch, row groups in a random order.
+
+        ``each(X, y, is_test)`` is called with every record batch, test rows included, before
+        they are dropped: a second use of the pass (:func:`gdlab.training.evaluate`'s sums at a
+        fixed θ) costs no second read of the file.
+        """
         for X, y, test in self.blocks(rng):
-            if not test.all():
+            if each is not None:
+                each(X, y, test)
+            if not test.any():
+                yield X, y
+            elif not test.all():
                 yield X[~test], y[~test]
 
 
 def _scan(file: TableFile, name: str, features: list[str], target: str, kind: str, test_size: float, seed: int,
           standardize: bool, plan: Budget) -> Stream:
     """The one streaming pass: split counts, standardisation of the training rows, the labels."""
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler()
+    stats = Moments(0, np.zeros(len(features)), np.zeros(len(features)))
     n_train = n_test = 0
     y_sum = 0.0
     label_counts: dict = {}
@@ -605,8 +698,8 @@ def _scan(file: TableFile, name: str, features: list[str], target: str, kind: st
             if len(label_counts) > MAX_CLASSES:
                 raise DataError(f"the target {target!r} has more than {MAX_CLASSES:,} distinct values, more "
                                 f"classes than softmax regression takes; is it a regression target (--model linear)?")
-        if standardize and train.any():
-            scaler.partial_fit(X[train])
+        if standardize and train.any():       # Chan's merge: ~3x faster than StandardScaler.partial_fit here
+            stats = merge_moments(stats, moments(X if train.all() else X[train]))
     if n_train + n_test == 0:
         raise DataError(f"the file {file.path!r} has no data rows; give a file with at least one row.")
     classes, counts, target_mean = None, None, y_sum / max(n_train, 1)
@@ -618,8 +711,7 @@ def _scan(file: TableFile, name: str, features: list[str], target: str, kind: st
         target_mean = counts / max(n_train, 1)
     _check_split(kind, n_train, counts, classes, test_size, seed)
     d = len(features)
-    mean = scaler.mean_ if standardize else np.zeros(d)
-    scale = scaler.scale_ if standardize else np.ones(d)
+    mean, scale = standard_scale(stats) if standardize and stats.count else (np.zeros(d), np.ones(d))
     return Stream(name, file, tuple(features), target, kind, classes, seed, test_size, n_train, n_test,
                   np.asarray(mean, float), np.asarray(scale, float), target_mean, plan)
 

@@ -51,6 +51,9 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+# the column statistics merged across partitions live with the data reader, which merges them across blocks
+from gdlab.data import Moments, merge_moments, moments, standard_scale  # noqa: F401
+
 ENGINES = ("local", "dask")
 CONNECT_TIMEOUT_S = 3                 # an unreachable scheduler fails this fast, not after Dask's 30 s
 BLOCKS_PER_WORKER = 4                 # blocks per worker thread at most: a lost worker costs a quarter of its share
@@ -435,82 +438,6 @@ def _read_partition(path: str, features: list[str] | None, target: str | None, k
 def _shape(part: tuple | _Refused) -> tuple[int, tuple] | _Refused:
     """(rows, feature names) of a partition read by :func:`_read_partition` (or why it was not read)."""
     return part if isinstance(part, _Refused) else (len(part[1]), part[2])
-
-
-class Moments(NamedTuple):
-    """Count, mean and sum of squared deviations of each column: enough to merge variances."""
-
-    count: int
-    mean: np.ndarray
-    m2: np.ndarray
-
-
-def moments(X: np.ndarray) -> Moments:
-    r"""The :class:`Moments` of the rows of X (two passes: the mean, then the squared deviations).
-
-    .. math::  n,\quad \bar x = \tfrac1n \sum_i x_i,\quad M_2 = \sum_i (x_i - \bar x)^2 \quad\text{(per column)}
-
-    Args:
-      X: rows, shape (n, d).
-
-    Returns:
-      :class:`Moments`.
-
-    Example:
-      >>> m = moments(np.array([[1.0], [3.0]]))
-      >>> m.count, m.mean.tolist(), m.m2.tolist()
-      (2, [2.0], [2.0])
-    """
-    mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
-    return Moments(len(X), mean, ((X - mean) ** 2).sum(axis=0))
-
-
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    r"""The moments of two sets of rows together (Chan, Golub & LeVeque's pairwise update).
-
-    .. math::  n = n_a + n_b,\quad \delta = \bar x_b - \bar x_a,\quad \bar x = \bar x_a + \delta\,\frac{n_b}{n},
-               \quad M_2 = M_{2,a} + M_{2,b} + \delta^2\,\frac{n_a n_b}{n}
-
-    Args:
-      a, b: the moments of two sets of rows.
-
-    Returns:
-      The moments of their union.
-
-    Example:
-      >>> x = np.array([[1.0], [2.0], [4.0], [7.0]])
-      >>> m = merge_moments(moments(x[:1]), moments(x[1:]))
-      >>> m.count, m.mean.tolist(), (m.m2 / m.count).tolist() == [float(x.var())]
-      (4, [3.5], True)
-    """
-    n = a.count + b.count
-    if n == 0:
-        return a
-    delta = b.mean - a.mean
-    return Moments(n, a.mean + delta * (b.count / n), a.m2 + b.m2 + delta ** 2 * (a.count * b.count / n))
-
-
-def standard_scale(m: Moments) -> tuple[np.ndarray, np.ndarray]:
-    r"""(mean, population std) of the columns, scale 1 for a column that is constant to rounding:
-    scikit-learn's ``StandardScaler`` rule (var ≤ n ε var + (n ε mean)²), which :func:`gdlab.train` uses.
-
-    .. math::  \sigma^2 = M_2 / n
-
-    Args:
-      m: the columns' :class:`Moments`.
-
-    Returns:
-      (mean, scale), each of shape (d,).
-
-    Example:
-      >>> mean, scale = standard_scale(moments(np.array([[1.0, 5.0], [3.0, 5.0]])))
-      >>> mean.tolist(), scale.tolist()          # the constant column keeps scale 1
-      ([2.0, 5.0], [1.0, 1.0])
-    """
-    var = m.m2 / m.count
-    eps = np.finfo(np.float64).eps
-    constant = var <= m.count * eps * var + (m.count * m.mean * eps) ** 2
-    return m.mean, np.where(constant, 1.0, np.sqrt(var))
 
 
 def _summarise_partition(part: tuple, offset: int, seed: int, test_size: float, kind: str, target: str) -> dict:

@@ -482,20 +482,47 @@ def evaluate(model: Model, theta: np.ndarray, source: datamod.Dataset | datamod.
     if not isinstance(source, (datamod.Dataset, datamod.Stream)):
         return _finish(model, np.asarray(theta, dtype=float), source.sums(model, theta), source.n_train,
                        source.n_test, l2)
+    if isinstance(source, datamod.Stream):
+        pass_sums = _PassSums(model, theta, source.budget.block_rows)
+        for X, y, test in source.blocks():
+            pass_sums(X, y, test)
+        return _finish(model, np.asarray(theta, dtype=float), pass_sums.total(), source.n_train, source.n_test, l2)
     sums = _Sums(model.n_params)
     block = _block_sums(model)
     theta_j = jnp.asarray(theta)
-    if isinstance(source, datamod.Dataset):
-        dev = _device_arrays(source)
-        sums.add(block(theta_j, dev.X_train, dev.y_train, dev.train_ones, dev.train_zeros))
-        if source.n_test:
-            sums.add(block(theta_j, dev.X_test, dev.y_test, dev.test_zeros, dev.test_ones))
-    else:
-        rows = source.budget.block_rows
-        for X, y, test in source.blocks():
-            X, y, (train, test) = _pad(X, y, (~test, test), rows)
-            sums.add(block(theta_j, X, y, train, test))
+    dev = _device_arrays(source)
+    sums.add(block(theta_j, dev.X_train, dev.y_train, dev.train_ones, dev.train_zeros))
+    if source.n_test:
+        sums.add(block(theta_j, dev.X_test, dev.y_test, dev.test_zeros, dev.test_ones))
     return _finish(model, np.asarray(theta, dtype=float), sums, source.n_train, source.n_test, l2)
+
+
+_IN_FLIGHT = 4
+
+
+class _PassSums:
+    """The sums of :func:`evaluate` at a fixed θ, fed one record batch of a pass at a time.
+
+    Each batch is padded to ``rows`` rows (one compiled shape) and dispatched without waiting:
+    the results are fetched once, at :meth:`total`, so the device adds while the next batch is
+    read (in order, so the sums are those of a block-by-block loop).
+    """
+
+    def __init__(self, model: Model, theta: Any, rows: int):
+        self.block, self.theta, self.rows = _block_sums(model), jnp.asarray(theta), rows
+        self.n_params, self.parts, self.complete = model.n_params, [], False
+
+    def __call__(self, X: np.ndarray, y: np.ndarray, test: np.ndarray) -> None:
+        X, y, (train, test) = _pad(X, y, (~test, test), self.rows)
+        self.parts.append(self.block(self.theta, X, y, train, test))
+        if len(self.parts) > _IN_FLIGHT:            # bounded: a batch's rows are held until it is summed
+            jax.block_until_ready(self.parts[-_IN_FLIGHT - 1])
+
+    def total(self) -> _Sums:
+        sums = _Sums(self.n_params)
+        for part in jax.device_get(self.parts):
+            sums.add(part)
+        return sums
 
 
 # ------------------------------------------------------------------------------- mini-batches
@@ -526,10 +553,14 @@ def _in_memory_chunks(ds: datamod.Dataset, batch_size: int, epochs: int, rng: np
 
 
 def _stream_chunks(stream: datamod.Stream, batch_size: int, epochs: int, rng: np.random.Generator,
-                   where: list) -> Iterator[tuple]:
+                   where: list, first_pass: _PassSums | None = None) -> Iterator[tuple]:
+    """Chunks of mini-batches, epoch after epoch; ``first_pass`` is fed every record batch of
+    the first epoch's read (and marked complete at its end)."""
     chunk_steps = stream.budget.chunk_steps
     for epoch in range(epochs):
-        batches = datamod.shuffled_batches(stream.train_blocks(rng), batch_size, stream.budget.buffer_rows, rng)
+        each = first_pass if epoch == 0 else None
+        batches = datamod.shuffled_batches(stream.train_blocks(rng, each), batch_size, stream.budget.buffer_rows,
+                                           rng)
         pending: list = []
         first = True
         for batch in batches:
@@ -538,6 +569,8 @@ def _stream_chunks(stream: datamod.Stream, batch_size: int, epochs: int, rng: np
                 where[:] = [_Chunk(epoch, first)]
                 yield np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
                 pending, first = [], False
+        if each is not None:          # the shuffle buffer drains only after the last record batch
+            each.complete = True
         if pending:
             where[:] = [_Chunk(epoch, first)]
             yield np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
@@ -1098,26 +1131,23 @@ def _run_mini_batch(model, source, optimizer, theta0, lam, fisher_kind, plan, to
     loss, metrics, fisher = _mini_batch_functions(model, fisher_kind)
     objective = engine.Objective(loss=loss, data=BatchConstants(jnp.asarray(lam)), metrics=metrics, fisher=fisher)
     where: list = [_Chunk(0, True)]
+    theta0 = np.asarray(theta0, dtype=float)
+    first_pass = None
     if isinstance(source, datamod.Dataset):
         row_bytes = (source.X_train.shape[1] + 1) * 8
         chunk_steps = max(1, (64 << 20) // (row_bytes * batch_size))     # about 64 MiB of rows per chunk
         chunks = _in_memory_chunks(source, batch_size, epochs, rng, chunk_steps, where)
     else:
-        chunks = _stream_chunks(source, batch_size, epochs, rng, where)
+        # θ_0's evaluation rides on the first epoch's read of the file rather than a read of its own;
+        # its stopping rule is applied when that read ends (a stop at θ_0 returns the run to it)
+        first_pass = _PassSums(model, theta0, source.budget.block_rows)
+        chunks = _stream_chunks(source, batch_size, epochs, rng, where, first_pass)
     records = _EpochRecords(tol, patience, grad_tol)
     boundary: list = []
 
-    def on_chunk(rows):
-        chunk = where[0]
-        if callback is not None and len(rows["step"]):
-            step = int(rows["step"][-1]) + 1
-            callback({"step": step, "epoch": step / per_epoch, "total_steps": total_steps, "rows": rows})
-        if not (chunk.first and len(rows["step"])):
-            return None
-        theta, step = rows["params"][0], int(rows["step"][0])    # θ after `chunk.epoch` whole epochs
-        ev = evaluate(model, theta, source, lam)
-        records.add(float(chunk.epoch), step, ev)
-        reason = records.check(chunk.epoch, ev)
+    def epoch_end(epoch: int, step: int, theta: np.ndarray, ev: Evaluation) -> str | None:
+        records.add(float(epoch), step, ev)
+        reason = records.check(epoch, ev)
         separated = classifier and lam == 0.0 and bool(np.all(np.isfinite(theta))) and ev.margin > 0
         if separated:
             reason = "diverged"
@@ -1126,5 +1156,28 @@ def _run_mini_batch(model, source, optimizer, theta0, lam, fisher_kind, plan, to
             return reason
         return None
 
+    def first_epoch_end() -> str | None:
+        sums = first_pass.total() if first_pass.complete else None
+        ev = (_finish(model, theta0, sums, source.n_train, source.n_test, lam) if sums is not None
+              else evaluate(model, theta0, source, lam))      # the run ended inside the first epoch
+        return epoch_end(0, 0, theta0, ev)
+
+    def on_chunk(rows):
+        chunk = where[0]
+        if callback is not None and len(rows["step"]):
+            step = int(rows["step"][-1]) + 1
+            callback({"step": step, "epoch": step / per_epoch, "total_steps": total_steps, "rows": rows})
+        if not (chunk.first and len(rows["step"])):
+            return None
+        if first_pass is not None:
+            if chunk.epoch == 0:
+                return None
+            if not records.rows and (asked := first_epoch_end()) is not None:
+                return asked
+        theta, step = rows["params"][0], int(rows["step"][0])    # θ after `chunk.epoch` whole epochs
+        return epoch_end(chunk.epoch, step, theta, evaluate(model, theta, source, lam))
+
     result = engine.run(objective, optimizer, jnp.asarray(theta0), criteria, callback=on_chunk, batches=chunks)
+    if first_pass is not None and not records.rows and (asked := first_epoch_end()) is not None:
+        result = result._replace(stop_reason=asked)
     return result, (boundary[0] if boundary else None), records
