@@ -195,3 +195,13 @@ def test_recorded_direction_switches_replay_to_the_same_numbers(client):
         assert "in order of step" in expect_error(ws, json.dumps(bad), field="switches")["message"]
         expect_error(ws, json.dumps({"type": "start", "config": {"switches": [{"step": 1, "divergence": "up"}]}}),
                      field="switches.divergence")
+
+
+@pytest.mark.parametrize("length", runner.CHUNK_LENGTHS)
+def test_fair_chunks_shrink_while_other_runs_play(length):
+    """One run plays at the length its speed asks for; with others playing, never longer than the
+    shared chunk, and never longer than it asked for."""
+    chunks = [runner.fair_chunk(length, playing) for playing in (1, 2, 5, 50, 200)]
+    assert chunks[0] == length
+    assert all(c == min(length, runner.SHARED_CHUNK) for c in chunks[1:])
+    assert runner.SHARED_CHUNK in runner.CHUNK_LENGTHS

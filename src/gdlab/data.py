@@ -351,8 +351,16 @@ class TableFile:
         """(number of the batch's first row in the file, record batch) for ``columns``, ``rows`` at a time.
 
         Parquet row groups come in a random order when ``rng`` is given (rows within a group stay
-        in order). CSV is read front to back; numeric columns are read as float64.
+        in order; the order is drawn now, so the reading may go on in another thread). CSV is read
+        front to back; numeric columns are read as float64.
         """
+        order = None
+        if rng is not None and self.format == "parquet":
+            order = rng.permutation(len(self.row_group_rows))
+        return self._batches(list(columns), rows, order, text_target)
+
+    def _batches(self, columns: list[str], rows: int, order: np.ndarray | None,
+                 text_target: str | None) -> Iterator[tuple[int, Any]]:
         import pyarrow as pa
 
         try:
@@ -365,8 +373,7 @@ class TableFile:
                 # +110 MB with threads)
                 pf = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 16)
                 starts = np.concatenate([[0], np.cumsum(self.row_group_rows)])
-                order = range(len(self.row_group_rows)) if rng is None else rng.permutation(len(self.row_group_rows))
-                for g in order:
+                for g in range(len(self.row_group_rows)) if order is None else order:
                     offset = int(starts[g])
                     for batch in pf.iter_batches(batch_size=rows, row_groups=[int(g)], columns=list(columns),
                                                  use_threads=False):
@@ -513,6 +520,13 @@ def standard_scale(m: Moments) -> tuple[np.ndarray, np.ndarray]:
     return m.mean, np.where(constant, 1.0, np.sqrt(var))
 
 
+def _row_blocks(batches: Iterator[tuple[int, Any]], features: Sequence[str],
+                target: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    for offset, batch in batches:
+        X, y = _block_arrays(batch, features, target, offset)
+        yield offset, X, y
+
+
 # ------------------------------------------------------------------------------- streaming
 
 class Budget(NamedTuple):
@@ -550,6 +564,72 @@ def budget(memory_limit: int, n_columns: int, batch_size: int, buffer_rows: int 
         buffer_rows = int(np.clip(memory_limit // (4 * row), batch_size, 1 << 22))
     steps = int(max(1, memory_limit // (16 * 2 * row) // max(batch_size, 1)))
     return Budget(block, int(buffer_rows), steps)
+
+
+def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """``items``, produced by a thread that runs up to ``depth`` items ahead of the consumer.
+
+    Reading and decoding a file (Arrow and NumPy release the GIL) then overlaps with what the
+    consumer does with the rows it has (the steps of SGD, an evaluation). An exception in the
+    thread is raised in the consumer; a consumer that stops early stops the thread.
+
+    Args:
+      items: an iterator (a generator reading record batches).
+      depth: how many items may wait, produced but not consumed.
+
+    Returns:
+      An iterator of the same items in the same order.
+
+    Example:
+      >>> list(read_ahead(iter(range(5)), depth=1))
+      [0, 1, 2, 3, 4]
+    """
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    break
+            else:
+                put((False, None))
+        except BaseException as exc:        # noqa: BLE001 - handed to the consumer, raised there
+            put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def consume() -> Iterator:
+        worker = threading.Thread(target=produce, name="gdlab-read-ahead", daemon=True)
+        worker.start()
+        try:
+            while True:
+                more, item = box.get()
+                if more:
+                    yield item
+                elif item is None:
+                    return
+                else:
+                    raise item
+        finally:
+            stop.set()
+            worker.join()
+
+    return consume()
 
 
 def shuffled_batches(blocks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size: int, buffer_rows: int,
@@ -639,9 +719,13 @@ class Stream:
     budget: Budget
 
     def blocks(self, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(X standardised, y, is_test) per record batch, every row of the file."""
+        """(X standardised, y, is_test) per record batch, every row of the file, read ahead by a thread."""
         text = self.target if self.kind == "softmax" else None
-        for offset, batch in self.file.batches([*self.features, self.target], self.budget.block_rows, rng, text):
+        return read_ahead(self._blocks(self.file.batches([*self.features, self.target], self.budget.block_rows,
+                                                         rng, text)))
+
+    def _blocks(self, batches: Iterator[tuple[int, Any]]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for offset, batch in batches:
             X, y = _block_arrays(batch, self.features, self.target, offset)
             y, _ = _labels(self.kind, y, self.target, self.classes)
             X -= self.mean
@@ -675,8 +759,8 @@ def _scan(file: TableFile, name: str, features: list[str], target: str, kind: st
     label_counts: dict = {}
     seen_binary: set = set()
     text = target if kind == "softmax" else None
-    for offset, batch in file.batches([*features, target], plan.block_rows, None, text):
-        X, y = _block_arrays(batch, features, target, offset)
+    for offset, X, y in read_ahead(_row_blocks(file.batches([*features, target], plan.block_rows, None, text),
+                                               features, target)):
         test = in_test_split(np.arange(offset, offset + len(y)), seed, test_size)
         train = ~test
         n_test += int(test.sum())
@@ -798,8 +882,8 @@ def load(data: Any, kind: str, *, target: str | None = None, features: Sequence[
         return _scan(file, text, chosen, target, kind, test_size, seed, standardize, plan)
     tname = target
     Xs, ys = [], []
-    for offset, batch in file.batches([*chosen, tname], plan.block_rows, None, tname if kind == "softmax" else None):
-        X, y = _block_arrays(batch, chosen, tname, offset)
+    batches = file.batches([*chosen, tname], plan.block_rows, None, tname if kind == "softmax" else None)
+    for _, X, y in read_ahead(_row_blocks(batches, chosen, tname)):
         Xs.append(X)
         ys.append(y)
     if not ys or sum(len(y) for y in ys) == 0:

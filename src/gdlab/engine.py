@@ -657,7 +657,7 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
             one_batch = jax.tree_util.tree_map(lambda b: jax.ShapeDtypeStruct(b.shape[1:], b.dtype), xs)
             block = block_size(objective.loss, carry.params, (objective.data, one_batch), length)
         elif chunk_size is None:
-            limit = jnp.asarray(min(length, steps_next), jnp.int32)
+            limit = np.int32(min(length, steps_next))        # a host scalar: no program to convert it
         chunk_start = time.perf_counter()
         carry, rows = programs(length, batches is not None, block)(carry, objective.data, xs, limit)
         rows = jax.device_get(rows)

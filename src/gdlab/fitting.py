@@ -151,13 +151,13 @@ def step_kl(family: Family, params: np.ndarray) -> np.ndarray:
     params = np.asarray(params)
     out = np.full(len(params), np.nan)
     if len(params) > 1:
-        out[:-1] = np.asarray(_step_kl(family)(jnp.asarray(params[:-1]), jnp.asarray(params[1:])))
+        out[:-1] = np.asarray(_step_kl(family)(params[:-1], params[1:]))
     return out
 
 
 @functools.lru_cache(maxsize=None)
 def _kl_functions(family: Family, divergence: str, trace_both: bool):
-    """(loss, metrics, both) for a family and direction; cached so compiled runs are reused.
+    """(loss, metrics) for a family and direction; cached so compiled runs are reused.
 
     The metrics hold only the direction not being minimised: the minimised one is the loss,
     which the engine records already (it is copied to ``kl_<direction>`` after the run).
@@ -173,10 +173,7 @@ def _kl_functions(family: Family, divergence: str, trace_both: bool):
             out["kl_" + _other(divergence)] = _kl(_other(divergence), family, theta, data)
         return out
 
-    def both(theta, data: FitData):
-        return _kl("forward", family, theta, data), _kl("reverse", family, theta, data)
-
-    return loss, metrics, jax.jit(both)
+    return loss, metrics
 
 
 def _as_spec(value: str | MixtureSpec, what: str) -> MixtureSpec:
@@ -223,9 +220,9 @@ def kl_objective(target: str | MixtureSpec, family: Family, divergence: str, *, 
     if not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be a whole number ≥ 2, got {samples!r}.")
     eps = divergences.standard_normal_samples(samples if monte_carlo else 2, p.dim, seed)
-    data = FitData(p, jnp.asarray(divergences.mixture_entropy(p, seed=seed)), jnp.asarray(eps))
+    data = FitData(p, jax.device_put(np.float64(divergences.mixture_entropy(p, seed=seed))), jax.device_put(eps))
     trace_both = p.n_components == 1 or p.dim != 2   # 2-D mixture quadrature is too dear to do twice a step
-    loss, metrics, _ = _kl_functions(family, divergence, trace_both)
+    loss, metrics = _kl_functions(family, divergence, trace_both)
     return engine.Objective(loss=loss, data=data, metrics=metrics, fisher=_geometry_of(family),
                             in_domain=family.in_domain)
 
@@ -329,7 +326,7 @@ def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol
          samples, seed, callback) -> FitResult:
     target_spec, fam, init_mean, init_cov = fit_problem(target, init, family_name, param)
     dim = target_spec.dim
-    theta0 = fam.from_moments(jnp.asarray(init_mean), jnp.asarray(init_cov))
+    theta0 = _compiled(fam.from_moments)(init_mean, init_cov)
     optimizer = optimizer if optimizer is not None else optim.gd(0.1)
     criteria = stopping.StopCriteria(max_steps=max_steps, tol=tol, patience=patience, grad_tol=grad_tol).validate()
     objective = kl_objective(target_spec, fam, divergence, samples=samples, seed=seed)
@@ -337,22 +334,39 @@ def _fit(target, init, divergence, optimizer, family_name, param, max_steps, tol
 
     result = engine.run(objective, optimizer, theta0, criteria, callback=callback)
 
-    _, _, both = _kl_functions(fam, divergence, True)
-    theta = jnp.asarray(result.params)
-    fwd, rev = (float(x) for x in both(theta, objective.data))
-    if not bool(fam.in_domain(theta)):
+    fwd, rev, inside, mean, var = jax.device_get(_report(fam)(result.params, objective.data))
+    if not inside:
         fwd = rev = float("nan")
-    mean, var = (np.asarray(x) for x in _moments_for_display(fam, theta))
     q = Gaussian(float(mean), float(var)) if dim == 1 else Gaussian(mean, var)
-    return FitResult(q=q, loss=result.loss, kl_forward=fwd, kl_reverse=rev, steps=result.steps,
+    return FitResult(q=q, loss=result.loss, kl_forward=float(fwd), kl_reverse=float(rev), steps=result.steps,
                      stop_reason=result.stop_reason, message=_ending(result, fam), elapsed=result.elapsed,
                      params=result.params, family=fam, divergence=divergence,
                      trace=engine.Trace({**result.trace.columns, "kl_" + divergence: result.trace.loss,
                                          "step_kl": step_kl(fam, result.trace.params)}))
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled(function: Callable) -> Callable:
+    # one compiled program where eager JAX ops would each compile one (tens of ms at start-up)
+    return jax.jit(function)
+
+
+@functools.lru_cache(maxsize=None)
+def _report(family: Family) -> Callable:
+    """θ, data ↦ (KL(p‖q), KL(q‖p), θ in the domain, q's mean, q's variance): a fit's summary, one program."""
+
+    def report(theta, data: FitData):
+        mean, var = _moments_for_display(family, theta)
+        return _kl("forward", family, theta, data), _kl("reverse", family, theta, data), family.in_domain(theta), \
+            mean, var
+
+    return jax.jit(report)
+
+
 def _check_fisher(optimizer: optax.GradientTransformation, family: Family, theta0: jax.Array) -> None:
     """Refuse a natural-gradient run whose Fisher at the start cannot be solved (and no damping)."""
+    if not optim.is_natural(optimizer, theta0):
+        return
     natural = optim.natural_state(optimizer.init(theta0))
     if natural is None:
         return

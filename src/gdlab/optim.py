@@ -449,12 +449,38 @@ def natural_state(state: Any) -> tuple[float, float] | None:
       >>> natural_state(natural(damping=1e-3).init(jnp.zeros(2))), natural_state(gd(0.1).init(jnp.zeros(2)))
       ((0.001, nan), None)
     """
+    s = _natural_leaf(state)
+    if s is None:
+        return None
+    return float(s.hyperparams["damping"]), float(s.hyperparams.get("trust_region", float("nan")))
+
+
+def _natural_leaf(state: Any) -> Any:
     injected = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
     is_leaf = lambda x: isinstance(x, injected)  # noqa: E731
     for s in jax.tree_util.tree_leaves(state, is_leaf=is_leaf):
         if is_leaf(s) and isinstance(s.inner_state, NaturalGradientState):
-            return float(s.hyperparams["damping"]), float(s.hyperparams.get("trust_region", float("nan")))
+            return s
     return None
+
+
+def is_natural(optimizer: optax.GradientTransformation, params: Any) -> bool:
+    """Whether ``optimizer`` is (or chains) a :func:`natural` step, read from its state's structure
+    (``jax.eval_shape``: nothing is computed or compiled).
+
+    Args:
+      optimizer: an optax transform.
+      params: parameters of the shape it will update.
+
+    Returns:
+      True when its state holds a natural-gradient state.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> is_natural(natural(), jnp.zeros(2)), is_natural(adam(0.1), jnp.zeros(2))
+      (True, False)
+    """
+    return _natural_leaf(jax.eval_shape(optimizer.init, params)) is not None
 
 def by_name(name: str, lr: LearningRate, momentum: float | None = None, *, damping: float | None = None,
             trust_region: float | None = None) -> optax.GradientTransformation:

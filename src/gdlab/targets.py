@@ -53,7 +53,8 @@ def mixture(spec: MixtureSpec | str) -> Mixture:
     """
     if isinstance(spec, str):
         spec = parse_distribution(spec)
-    return Mixture(jnp.asarray(spec.weights), jnp.asarray(spec.means), jnp.asarray(spec.covs))
+    # device_put, not jnp.asarray: the latter compiles a small program per shape (tens of ms at start-up)
+    return Mixture(*(jax.device_put(np.asarray(a, dtype=np.float64)) for a in (spec.weights, spec.means, spec.covs)))
 
 
 def log_prob(p: Mixture, x: Array) -> Array:

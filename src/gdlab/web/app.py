@@ -45,6 +45,14 @@ def _x64(fn, *args):
         return fn(*args)
 
 
+class Players:
+    """How many runs are playing on this server now: their chunks share its worker threads and
+    the GIL, so each run's chunk shrinks as more play (:func:`gdlab.web.runner.fair_chunk`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class Connection:
     """One page's WebSocket: parses messages, steers its run, streams frames while playing.
 
@@ -57,8 +65,9 @@ class Connection:
 
     def __init__(self, ws: WebSocket, build: Callable[[Any], Any] = runner.Run.build,
                  parse: Callable[[str], Any] = protocol.parse_message,
-                 kind: Callable[[str], tuple] = protocol.message_type):
+                 kind: Callable[[str], tuple] = protocol.message_type, players: Optional[Players] = None):
         self.ws = ws
+        self.players = players if players is not None else Players()
         self.build, self.parse, self.kind = build, parse, kind
         self.run: Optional[Any] = None
         self.player: Optional[asyncio.Task] = None
@@ -167,10 +176,13 @@ class Connection:
             await self.send({"type": "state", "state": "playing", "step": self.need_run().step})
 
     async def _play(self) -> None:
+        self.players.count += 1
         try:
             while True:
                 run = self.need_run()
                 length, interval = runner.chunk_for_speed(run.config.speed)
+                length = runner.fair_chunk(length, self.players.count)
+                interval = length / run.config.speed
                 began = time.perf_counter()
                 async with self.lock:
                     going = await self.advance(length)
@@ -188,6 +200,7 @@ class Connection:
             except Exception:
                 return
         finally:
+            self.players.count -= 1
             self.player = None if self.player is asyncio.current_task() else self.player
 
     async def stop_playing(self) -> None:
@@ -204,6 +217,7 @@ def create_app() -> FastAPI:
     """The explorer's app: ``/`` (the page), ``/static/*``, ``/vendor/plotly.min.js``, ``/ws``."""
     app = FastAPI(title="gdlab explorer", docs_url=None, redoc_url=None, openapi_url=None)
     static = str(STATIC_DIR)
+    players = Players()                 # one count for every tab's runs: they share the worker threads
     app.mount("/static", StaticFiles(directory=static), name="static")
 
     @app.get("/", response_class=HTMLResponse)
@@ -221,7 +235,7 @@ def create_app() -> FastAPI:
 
     @app.websocket("/ws")
     async def ws_fit(ws: WebSocket) -> None:
-        await serve(ws, Connection(ws))
+        await serve(ws, Connection(ws, players=players))
 
     @app.get("/landscape", response_class=HTMLResponse)
     async def landscape_page() -> Response:
@@ -232,7 +246,7 @@ def create_app() -> FastAPI:
         from gdlab.web import landscape_tab
 
         await serve(ws, Connection(ws, build=landscape_tab.Run.build, parse=landscape_tab.parse_message,
-                                   kind=landscape_tab.message_type))
+                                   kind=landscape_tab.message_type, players=players))
 
     @app.get("/train", response_class=HTMLResponse)
     async def train_page() -> Response:
@@ -243,7 +257,7 @@ def create_app() -> FastAPI:
         from gdlab.web import train_tab
 
         await serve(ws, Connection(ws, build=train_tab.build, parse=train_tab.parse_message,
-                                   kind=train_tab.message_type))
+                                   kind=train_tab.message_type, players=players))
 
     return app
 
