@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from gdlab.families import cholesky, solve_lower
 from gdlab.families import entropy as gaussian_entropy_from_chol
 from gdlab.targets import Mixture, log_prob, moments, sample
 
@@ -77,9 +78,9 @@ def kl_gaussian(m0: Array, c0: Array, m1: Array, c1: Array) -> Array:
       0.5
     """
     d = m0.shape[-1]
-    l0, l1 = jnp.linalg.cholesky(c0), jnp.linalg.cholesky(c1)
-    a = jax.scipy.linalg.solve_triangular(l1, l0, lower=True)
-    r = jax.scipy.linalg.solve_triangular(l1, m1 - m0, lower=True)
+    l0, l1 = cholesky(c0), cholesky(c1)
+    a = solve_lower(l1, l0)
+    r = solve_lower(l1, m1 - m0)
     logdet = 2.0 * (jnp.sum(jnp.log(jnp.diagonal(l1))) - jnp.sum(jnp.log(jnp.diagonal(l0))))
     return 0.5 * (jnp.sum(a * a) + jnp.sum(r * r) - d + logdet)
 
@@ -106,10 +107,10 @@ def gaussian_cross_entropy(mean_p: Array, cov_p: Array, m: Array, c: Array) -> A
       1.918939
     """
     d = m.shape[-1]
-    chol = jnp.linalg.cholesky(c)
-    a = jax.scipy.linalg.solve_triangular(chol, cov_p, lower=True)
-    a = jax.scipy.linalg.solve_triangular(chol, a.T, lower=True)  # L⁻¹ C_p L⁻ᵀ
-    r = jax.scipy.linalg.solve_triangular(chol, mean_p - m, lower=True)
+    chol = cholesky(c)
+    a = solve_lower(chol, cov_p)
+    a = solve_lower(chol, a.T)                                     # L⁻¹ C_p L⁻ᵀ
+    r = solve_lower(chol, mean_p - m)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
     return 0.5 * (d * jnp.log(2.0 * jnp.pi) + logdet + jnp.trace(a) + jnp.sum(r * r))
 
@@ -151,7 +152,7 @@ def gaussian_entropy(c: Array) -> Array:
       >>> round(float(gaussian_entropy(jnp.eye(1))), 6)        # ½ log 2πe
       1.418939
     """
-    return gaussian_entropy_from_chol(jnp.linalg.cholesky(c))
+    return gaussian_entropy_from_chol(cholesky(c))
 
 
 # --- integrals of log p along a line ------------------------------------------------------------
@@ -159,8 +160,11 @@ def gaussian_entropy(c: Array) -> Array:
 def _line_quadratics(p: Mixture, a: Array, b: Array) -> tuple[Array, Array, Array]:
     r"""Coefficients with log(w_i N_i(a + b t)) = c_i + d_i t + e_i t², one per component."""
     dim = p.dim
-    chol = jnp.linalg.cholesky(p.covs)
-    prec = jax.vmap(lambda l: jax.scipy.linalg.cho_solve((l, True), jnp.eye(dim, dtype=l.dtype)))(chol)
+    chol = cholesky(p.covs)
+    if dim == 1:                                     # C⁻¹ without LAPACK (see families.cholesky)
+        prec = 1.0 / p.covs
+    else:
+        prec = jax.vmap(lambda l: jax.scipy.linalg.cho_solve((l, True), jnp.eye(dim, dtype=l.dtype)))(chol)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
     u = a - p.means                                  # (k, d)
     pb = jnp.einsum("kde,e->kd", prec, b)
@@ -360,7 +364,7 @@ def mixture_entropy(p: Mixture, samples: int = 200_000, seed: int = 0) -> float:
 def _quadrature_entropy(p: Mixture) -> Array:
     # compiled once per number of components and dimension: traced op by op it took ~0.1 s a call,
     # holding the GIL (the explorer computes it for every run it starts)
-    chols = jnp.linalg.cholesky(p.covs)
+    chols = cholesky(p.covs)
     terms = jax.vmap(lambda m, l: expected_log_mixture(p, m, l))(p.means, chols)
     return -jnp.sum(p.weights * terms)
 
@@ -414,5 +418,5 @@ def kl_reverse(p: Mixture, mean: Array, cov: Array, eps: Array | None = None) ->
     """
     if p.n_components == 1:
         return kl_gaussian(mean, cov, p.means[0], p.covs[0])
-    chol = jnp.linalg.cholesky(cov)
+    chol = cholesky(cov)
     return -gaussian_entropy_from_chol(chol) - expected_log_mixture(p, mean, chol, eps)

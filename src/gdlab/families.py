@@ -70,9 +70,51 @@ class Family(NamedTuple):
     def cholesky(self, theta: Array) -> tuple[Array, Array]:
         """(m, L) with C = L Lᵀ; for d = 1, L = [[√v]] (NaN outside the domain)."""
         mean, cov = self.moments(theta)
-        if self.dim == 1:
-            return mean, jnp.sqrt(cov)
-        return mean, jnp.linalg.cholesky(cov)
+        return mean, cholesky(cov)
+
+
+# --- factor and solve, without LAPACK in 1-D --------------------------------------------------
+# XLA:CPU lowers a factorisation or a triangular solve to LAPACK, whose first use imports SciPy's
+# LAPACK bindings (~0.2 s, a tenth of a 1-D fit's start-up); for 1 x 1 matrices they are a square
+# root and a division, which lower to plain arithmetic.
+
+def cholesky(c: Array) -> Array:
+    r"""The lower Cholesky factor L of C = L Lᵀ, for C of shape (..., d, d); √C when d = 1.
+
+    Args:
+      c: symmetric positive definite matrices.
+
+    Returns:
+      L, the same shape (NaN where C is not positive definite).
+
+    Example:
+      >>> cholesky(jnp.array([[4.0]])).tolist(), cholesky(jnp.array([[4.0, 2.0], [2.0, 2.0]])).tolist()
+      ([[2.0]], [[2.0, 0.0], [1.0, 1.0]])
+    """
+    if c.shape[-1] == 1:
+        return jnp.sqrt(c)
+    return jnp.linalg.cholesky(c)
+
+
+def solve_lower(l: Array, b: Array) -> Array:
+    r"""L⁻¹ b for a lower-triangular L (d, d) and b of shape (d,) or (d, k); b / l when d = 1.
+
+    Args:
+      l: L, lower triangular with a non-zero diagonal.
+      b: the right-hand side.
+
+    Returns:
+      x with L x = b, shaped like b.
+
+    Example:
+      >>> solve_lower(jnp.array([[2.0]]), jnp.array([3.0])).tolist()
+      [1.5]
+      >>> solve_lower(jnp.array([[2.0, 0.0], [1.0, 1.0]]), jnp.array([2.0, 3.0])).tolist()
+      [1.0, 2.0]
+    """
+    if l.shape == (1, 1):
+        return b / l[0, 0]
+    return jax.scipy.linalg.solve_triangular(l, b, lower=True)
 
 
 # --- 1-D: each parameterization is a pair of maps θ <-> (m, v) --------------------------------
