@@ -10,6 +10,8 @@ reported as an ``error`` frame, never as a crashed server.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -43,6 +45,16 @@ def _x64(fn, *args):
     """Run ``fn`` in float64, as gdlab.fit does (the switch is per thread, so it wraps each call)."""
     with jax.enable_x64(True):
         return fn(*args)
+
+
+# Starting runs (parsing, the objective, the landscape) go to threads of their own: queued with
+# the chunks of playing runs, fifty starts at once held every playing page's next frames ~1 s.
+_SET_UP_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="gdlab-set-up")
+
+
+async def _set_up(fn, *args):
+    """``_x64(fn, *args)`` in a set-up thread (see ``_SET_UP_THREADS``)."""
+    return await asyncio.get_running_loop().run_in_executor(_SET_UP_THREADS, functools.partial(_x64, fn, *args))
 
 
 class Players:
@@ -104,8 +116,8 @@ class Connection:
         await self.stop_playing()
         async with self.lock:
             self.run = None   # a refused start leaves no run behind to resume
-            run = await asyncio.to_thread(_x64, self.build, msg.config)
-            started = await asyncio.to_thread(_x64, run.started)
+            run = await _set_up(self.build, msg.config)
+            started = await _set_up(run.started)
             self.run = run
         await self.send({**started, "id": msg.id})
         if msg.play:
@@ -137,8 +149,8 @@ class Connection:
         run = self.need_run()
         await self.stop_playing()
         async with self.lock:
-            await asyncio.to_thread(_x64, run.reset)
-            started = await asyncio.to_thread(_x64, run.started)
+            await _set_up(run.reset)
+            started = await _set_up(run.started)
         await self.send(started)
         await self.send({"type": "state", "state": "paused", "step": 0})
 
