@@ -80,6 +80,8 @@ def in_test_split(rows: np.ndarray, seed: int, test_size: float) -> np.ndarray:
       >>> bool(0.19 < mask.mean() < 0.21), bool((mask == in_test_split(np.arange(100_000), 0, 0.2)).all())
       (True, True)
     """
+    if test_size <= 0:                # u ≥ 0: no row is a test row (and no hash to compute)
+        return np.zeros(np.shape(rows), dtype=bool)
     key = _splitmix64(np.array([seed], dtype=np.uint64))
     u = (_splitmix64(np.asarray(rows, dtype=np.uint64) + key) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
     return u < test_size
@@ -727,7 +729,8 @@ class Stream:
     def _blocks(self, batches: Iterator[tuple[int, Any]]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for offset, batch in batches:
             X, y = _block_arrays(batch, self.features, self.target, offset)
-            y, _ = _labels(self.kind, y, self.target, self.classes)
+            if self.kind == "softmax":      # class indices; 0/1 labels and numbers were checked by the scan
+                y, _ = _labels(self.kind, y, self.target, self.classes)
             X -= self.mean
             X /= self.scale
             yield X, y, in_test_split(np.arange(offset, offset + len(y)), self.seed, self.test_size)
