@@ -57,6 +57,28 @@ async def _set_up(fn, *args):
     return await asyncio.get_running_loop().run_in_executor(_SET_UP_THREADS, functools.partial(_x64, fn, *args))
 
 
+def encode(payload: dict) -> str:
+    """A message's JSON text; values that are JSON text already (:class:`gdlab.web.runner.JSONText`)
+    go in as they are.
+
+    Args:
+      payload: the message.
+
+    Returns:
+      JSON text (NaN and infinities refused, as the page's JSON.parse would).
+
+    Example:
+      >>> encode({"type": "started", "landscape": runner.JSONText('{"dim": 1}')})
+      '{"type": "started", "landscape": {"dim": 1}}'
+    """
+    encoded = {k: v for k, v in payload.items() if isinstance(v, runner.JSONText)}
+    if not encoded:
+        return json.dumps(payload, allow_nan=False)
+    head = json.dumps({k: v for k, v in payload.items() if k not in encoded}, allow_nan=False)
+    parts = [f"{json.dumps(k)}: {v}" for k, v in encoded.items()]
+    return head[:-1] + (", " if head != "{}" else "") + ", ".join(parts) + "}"
+
+
 class Players:
     """How many runs are playing on this server now: their chunks share its worker threads and
     the GIL, so each run's chunk shrinks as more play (:func:`gdlab.web.runner.fair_chunk`)."""
@@ -86,7 +108,7 @@ class Connection:
         self.lock = asyncio.Lock()      # one JAX call at a time on this run
 
     async def send(self, payload: dict) -> None:
-        await self.ws.send_text(json.dumps(payload, allow_nan=False))
+        await self.ws.send_text(encode(payload))
 
     async def error(self, message: str, field: Optional[str] = None, reply_to: Optional[str] = None,
                     ident: Optional[int] = None) -> None:

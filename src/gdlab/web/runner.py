@@ -26,6 +26,7 @@ float64 inside ``jax.enable_x64``, as :func:`gdlab.fit` does.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -169,6 +170,17 @@ def landscape_of(target_text: str, start_mean: float, start_var: float) -> dict:
     return landscape(parse_distribution(target_text, what="target"), start_mean, start_var)
 
 
+class JSONText(str):
+    """A value that is JSON text already: a message carrying it is sent with the text as it is."""
+
+
+@functools.lru_cache(maxsize=128)
+def landscape_json_of(target_text: str, start_mean: float, start_var: float) -> JSONText:
+    """:func:`landscape_of` as JSON text, encoded once: 150 KB, ~4 ms of the server's event loop per
+    page that starts the same preset (fifty pages at once held every stream ~0.2 s)."""
+    return JSONText(json.dumps(landscape_of(target_text, start_mean, start_var), allow_nan=False))
+
+
 def landscape(spec: MixtureSpec, start_mean: float, start_var: float) -> dict:
     """Both KLs over a grid of (mean, log variance) around p and the start, for the contour view,
     with the forward optimum (the moment match) and the reverse KL's local minima on the grid."""
@@ -286,7 +298,7 @@ class Run:
                       "kl_reverse": _finite_or_none(float(rev[0])),
                       "lr": self.config.lr if self.config.schedule == "constant" else None},
             "param_names": list(self.family.param_names),
-            "landscape": landscape_of(self.spec.text, m, v),
+            "landscape": landscape_json_of(self.spec.text, m, v),
         }
 
     # --- stepping ------------------------------------------------------------------------
