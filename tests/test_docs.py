@@ -25,6 +25,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import build_docs  # noqa: E402
 import griffe_rest  # noqa: E402
 
+# One build of the site serves the module: under pytest-xdist its tests stay on one worker
+# (`--dist loadgroup`), so no second worker builds the site again for its share of them.
+pytestmark = pytest.mark.xdist_group("docs-site")
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
