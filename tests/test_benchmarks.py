@@ -4,14 +4,12 @@ Nothing here asserts a speed: only that each script runs, writes its results fil
 contender's answer, that the answers agree, and that the report page is generated from them.
 
 Each script runs once per session, when the first test that reads its results asks for it, into
-one results folder that every pytest-xdist worker shares (a lock per script: a worker that wants
-a script another worker is running waits for it rather than running it again). So the nine
-scripts spread over the workers instead of running in one fixture, one after another.
+one results folder that every pytest-xdist worker shares (``once`` in tests/conftest.py), rather
+than all nine in one fixture, one after another, before the first test.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -26,25 +24,21 @@ QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py", "bench_sweep.
 
 
 @pytest.fixture(scope="session")
-def bench(tmp_path_factory):
+def bench(session_root, once):
     """``bench(script)`` runs ``benchmarks/SCRIPT --quick`` unless this session ran it already (on
     any worker) and returns the results folder."""
-    base = tmp_path_factory.getbasetemp()
-    # under xdist each worker's basetemp is a folder of the session's own, which they share
-    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "bench-results"
+    folder = session_root / "bench-results"
     folder.mkdir(exist_ok=True)
     env = {**os.environ, "GDLAB_BENCH_RESULTS": str(folder)}
 
+    def run_script(script: str) -> None:
+        proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
+                              env=env, timeout=600)
+        assert proc.returncode == 0, f"{script}: {proc.stderr[-2000:]}"
+
     def run(script: str) -> Path:
         assert script in QUICK
-        with open(folder / f".{script}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            done = folder / f".{script}.done"
-            if not done.exists():
-                proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True,
-                                      text=True, env=env, timeout=600)
-                assert proc.returncode == 0, f"{script}: {proc.stderr[-2000:]}"
-                done.touch()
+        once(script, lambda: run_script(script))
         return folder
 
     return run
