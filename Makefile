@@ -11,8 +11,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,dask]'
 	touch $(STAMP)
 
+# On every core (pytest-xdist, at most 4 workers). --dist worksteal hands each worker a contiguous
+# half of the tests (a module's tests, and its module fixtures, stay together) and moves tests
+# from the end of one worker's share to a worker that ran out.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist worksteal --durations=20
 
 # The web explorer on http://127.0.0.1:8000/ (PORT=8001 make explore for another port).
 explore: $(STAMP)

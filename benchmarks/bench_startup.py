@@ -39,7 +39,7 @@ def command(argv: list[str], cache: str | None = None):
 
 def main() -> None:
     args = harness.parser(__doc__.splitlines()[0]).parse_args()
-    repeats = args.repeats or (2 if args.quick else 7)
+    repeats = args.repeats or (1 if args.quick else 7)
     cases = [
         harness.Case("python -c pass", command([sys.executable, "-c", "pass"])),
         harness.Case("python -c 'import jax, optax'", command([sys.executable, "-c", "import jax, optax"])),

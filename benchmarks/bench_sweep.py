@@ -41,9 +41,9 @@ import numpy as np
 TARGET = "0.5*N(-2, 0.25) + 0.5*N(2, 0.25)"
 INIT = "N(0.5, 5)"
 WORKLOADS = {
-    "fit": {"grid": ["lr=0.001:1:40:log", "momentum=0,0.5,0.9,0.99"], "quick": ["lr=0.01:1:4:log", "momentum=0,0.9"]},
+    "fit": {"grid": ["lr=0.001:1:40:log", "momentum=0,0.5,0.9,0.99"], "quick": ["lr=0.01:1:2:log", "momentum=0,0.9"]},
     "landscape": {"grid": ["lr=1e-5:3e-3:40:log", "momentum=0,0.5,0.9,0.99"],
-                  "quick": ["lr=1e-4:1e-3:4:log", "momentum=0,0.9"]},
+                  "quick": ["lr=1e-4:1e-3:2:log", "momentum=0,0.9"]},
 }
 
 

@@ -2,6 +2,10 @@
 
 Nothing here asserts a speed: only that each script runs, writes its results file with every
 contender's answer, that the answers agree, and that the report page is generated from them.
+
+Each script runs once per session, when the first test that reads its results asks for it, into
+one results folder that every pytest-xdist worker shares (``once`` in tests/conftest.py), rather
+than all nine in one fixture, one after another, before the first test.
 """
 
 from __future__ import annotations
@@ -19,18 +23,29 @@ QUICK = ["bench_step_cost.py", "bench_fit.py", "bench_startup.py", "bench_sweep.
          "bench_logistic.py", "bench_out_of_core.py", "bench_explorer_load.py", "bench_dask.py"]
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench-results")
+@pytest.fixture(scope="session")
+def bench(session_root, once):
+    """``bench(script)`` runs ``benchmarks/SCRIPT --quick`` unless this session ran it already (on
+    any worker) and returns the results folder."""
+    folder = session_root / "bench-results"
+    folder.mkdir(exist_ok=True)
     env = {**os.environ, "GDLAB_BENCH_RESULTS": str(folder)}
-    for script in QUICK:
+
+    def run_script(script: str) -> None:
         proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
                               env=env, timeout=600)
         assert proc.returncode == 0, f"{script}: {proc.stderr[-2000:]}"
-    return folder
+
+    def run(script: str) -> Path:
+        assert script in QUICK
+        once(script, lambda: run_script(script))
+        return folder
+
+    return run
 
 
-def test_step_cost_runs_every_contender_and_they_agree(results):
+def test_step_cost_runs_every_contender_and_they_agree(bench):
+    results = bench("bench_step_cost.py")
     data = json.loads((results / "step_cost.json").read_text())
     assert data["quick"] is True
     for workload in ("rosenbrock", "kl_fit"):
@@ -41,7 +56,8 @@ def test_step_cost_runs_every_contender_and_they_agree(results):
         assert all(r["median_s"] > 0 and r["min_s"] <= r["median_s"] <= r["max_s"] for r in w["rows"])
 
 
-def test_fit_benchmark_reports_steps_for_each_optimizer(results):
+def test_fit_benchmark_reports_steps_for_each_optimizer(bench):
+    results = bench("bench_fit.py")
     data = json.loads((results / "fit.json").read_text())
     optimizers = {r["optimizer"] for r in data["rows"]}
     assert optimizers == {"gd", "momentum", "nesterov", "adam", "natural", "natural-tr"}
@@ -49,12 +65,14 @@ def test_fit_benchmark_reports_steps_for_each_optimizer(results):
     assert natural["steps"] == 2  # forward KL in (mean, variance): the mean at step 1, the variance at 2
 
 
-def test_sweep_benchmark_writes_its_results(results):
+def test_sweep_benchmark_writes_its_results(bench):
+    results = bench("bench_sweep.py")
     data = json.loads((results / "sweep.json").read_text())
     assert data["quick"] is True
 
 
-def test_dask_benchmark_reports_both_cluster_sizes_and_their_tables_agree(results):
+def test_dask_benchmark_reports_both_cluster_sizes_and_their_tables_agree(bench):
+    results = bench("bench_dask.py")
     data = json.loads((results / "dask.json").read_text())
     rows = {r["name"]: r for r in data["rows"]}
     assert set(rows) == {"local vmapped sweep", "dask, 1 worker", "dask, 2 workers"}
@@ -63,7 +81,8 @@ def test_dask_benchmark_reports_both_cluster_sizes_and_their_tables_agree(result
                                                                                         "dask, 2 workers"}
 
 
-def test_grid_benchmark_contenders_agree_cell_by_cell(results):
+def test_grid_benchmark_contenders_agree_cell_by_cell(bench):
+    results = bench("bench_grid.py")
     data = json.loads((results / "grid.json").read_text())
     rows = {r["name"]: r for r in data["rows"]}
     assert {"gdlab.sweep", "bare jit(vmap(scan))", "numpy (vectorised)"} <= set(rows)
@@ -71,7 +90,8 @@ def test_grid_benchmark_contenders_agree_cell_by_cell(results):
         assert r["max_rel_gap"] < 1e-9 and r["cells_diverged_in_one_only"] == 0
 
 
-def test_logistic_benchmark_every_exact_method_reaches_the_optimum(results):
+def test_logistic_benchmark_every_exact_method_reaches_the_optimum(bench):
+    results = bench("bench_logistic.py")
     data = json.loads((results / "logistic.json").read_text())
     rows = {r["name"]: r for r in data["rows"]}
     for name in ("gdlab natural (Fisher scoring)", "sklearn lbfgs", "sklearn newton-cholesky", "scipy L-BFGS-B"):
@@ -79,7 +99,8 @@ def test_logistic_benchmark_every_exact_method_reaches_the_optimum(results):
     assert not rows["sklearn SGDClassifier (5 epochs)"]["reached"]     # the contrast the row shows
 
 
-def test_out_of_core_benchmark_trains_on_the_whole_file(results):
+def test_out_of_core_benchmark_trains_on_the_whole_file(bench):
+    results = bench("bench_out_of_core.py")
     data = json.loads((results / "out_of_core.json").read_text())
     rows = {r["name"]: r for r in data["rows"]}
     assert rows["pyarrow raw read"]["answer"] == data["n"]          # every row read
@@ -88,13 +109,16 @@ def test_out_of_core_benchmark_trains_on_the_whole_file(results):
     assert abs(rows["gdlab.train (stream)"]["answer"] - data["truth_loss"]) < 0.05
 
 
-def test_explorer_load_benchmark_reports_every_client(results):
+def test_explorer_load_benchmark_reports_every_client(bench):
+    results = bench("bench_explorer_load.py")
     data = json.loads((results / "explorer_load.json").read_text())     # the script checks each got every frame
     rows = {r["name"]: r for r in data["rows"]}
     assert data["clients"] == 5 and rows["frames/s per client"]["min"] > 0
 
 
-def test_startup_benchmark_and_report(results, tmp_path):
+def test_startup_benchmark_and_report(bench, tmp_path):
+    # the report is made from every script's results, as `make bench` makes it
+    results = [bench(script) for script in QUICK][0]
     data = json.loads((results / "startup.json").read_text())
     assert {r["name"] for r in data["rows"]} >= {"gdlab --help", "gdlab fit"}
     out = tmp_path / "benchmarks.md"

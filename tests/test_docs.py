@@ -27,12 +27,18 @@ import griffe_rest  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("docs")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_docs.py"), "--quick", "--work", str(work),
-                           "--site", str(work / "site")], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    assert "WARNING" not in proc.stderr, proc.stderr[-8000:]
+def site(session_root, once) -> Path:
+    # built once per session, even when pytest-xdist hands this module's tests to two workers
+    work = session_root / "docs"
+
+    def build() -> None:
+        work.mkdir(exist_ok=True)
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_docs.py"), "--quick", "--work", str(work),
+                               "--site", str(work / "site")], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+        assert "WARNING" not in proc.stderr, proc.stderr[-8000:]
+
+    once("docs-site", build)
     return work / "site"
 
 
