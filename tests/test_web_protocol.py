@@ -199,9 +199,10 @@ def test_recorded_direction_switches_replay_to_the_same_numbers(client):
 
 @pytest.mark.parametrize("length", runner.CHUNK_LENGTHS)
 def test_fair_chunks_shrink_while_other_runs_play(length):
-    """One run plays at the length its speed asks for; with others playing, never longer than the
-    shared chunk, and never longer than it asked for."""
-    chunks = [runner.fair_chunk(length, playing) for playing in (1, 2, 5, 50, 200)]
-    assert chunks[0] == length
-    assert all(c == min(length, runner.SHARED_CHUNK) for c in chunks[1:])
+    """A few runs (compare mode's three) play at the length their speed asks for; with many playing,
+    never longer than the shared chunk, and never longer than asked for."""
+    few = [runner.fair_chunk(length, playing) for playing in range(1, runner.FULL_CHUNK_RUNS + 1)]
+    many = [runner.fair_chunk(length, playing) for playing in (runner.FULL_CHUNK_RUNS + 1, 50, 200)]
+    assert few == [length] * len(few)
+    assert many == [min(length, runner.SHARED_CHUNK)] * len(many)
     assert runner.SHARED_CHUNK in runner.CHUNK_LENGTHS

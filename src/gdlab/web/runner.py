@@ -72,10 +72,10 @@ def _optimizer(name: str, schedule_sig: Optional[tuple]) -> optax.GradientTransf
 
 @functools.lru_cache(maxsize=256)
 def _program(loss, metrics, fisher, in_domain, optimizer, criteria: stopping.StopCriteria, length: int,
-             batched: bool = False):
-    """A jitted chunk of ``length`` steps (with ``batched``, one mini-batch per step: tab 3);
-    ``jax.jit`` adds its own cache per argument shape."""
-    return jax.jit(engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, batched))
+             batched: bool = False, block: int = 1):
+    """A jitted chunk of ``length`` steps in blocks of ``block`` (with ``batched``, one mini-batch per
+    step: tab 3); ``jax.jit`` adds its own cache per argument shape."""
+    return jax.jit(engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, batched, block))
 
 
 @functools.lru_cache(maxsize=64)
@@ -331,7 +331,10 @@ class Run:
         """One compiled chunk of ``length`` steps: its frames, and the ``stopped`` message if it stopped."""
         opt = _optimizer(self.config.optimizer, _schedule_signature(self.config))
         o = self.objective
-        program = _program(o.loss, o.metrics, o.fisher, o.in_domain, opt, self.criteria, length)
+        # the blocks engine.run would use: a block's compiled steps round like gdlab fit's, so a
+        # borderline stop falls on the same step (blocks of 1 vs 64 moved one by a step)
+        block = engine.block_size(o.loss, self.carry.params, o.data, length)
+        program = _program(o.loss, o.metrics, o.fisher, o.in_domain, opt, self.criteria, length, False, block)
         self.carry, rows = program(self.carry, o.data, None)
         rows = jax.device_get(rows)
         valid = rows.pop("valid")
@@ -388,15 +391,18 @@ class Run:
         self.stop_reason = None
 
 
-SHARED_CHUNK = 8                   # steps per chunk while other runs play: ~1 ms of an explorer run's compute
+SHARED_CHUNK = 8                   # steps per chunk while many runs play: ~1 ms of an explorer run's compute
+FULL_CHUNK_RUNS = 8                # up to this many runs play full chunks: 8 turns of ≤ ~4 ms, a round ≤ ~30 ms
 
 
 def fair_chunk(length: int, playing: int) -> int:
     """The chunk length for a run whose turn comes round once every other playing run has had one.
 
-    One run plays in the chunks its speed asks for (``length``); while others play too, each
-    plays in chunks of at most :data:`SHARED_CHUNK` steps, so that the round of turns stays
-    short and no page waits long for its next frames. The explorer's objectives cost at most
+    Up to :data:`FULL_CHUNK_RUNS` runs play in the chunks their speed asks for (``length``;
+    compare mode's three runs among them, so that its table is exactly ``gdlab fit``'s: a chunk's
+    length can move a borderline stop by a step through the compiled program's rounding); when
+    more play, each plays in chunks of at most :data:`SHARED_CHUNK` steps, so that the round of
+    turns stays short and no page waits long for its next frames. The explorer's objectives cost at most
     ~50 µs a step (closed forms, 1-D quadrature, small data sets), so 8 steps are ~1 ms of
     compute: 50 runs take turns in ~50 ms, still ~8x the compute of a turn in its overhead
     (the thread hop, the JSON, the send). A rule by measured pace was tried and dropped: under
@@ -410,10 +416,10 @@ def fair_chunk(length: int, playing: int) -> int:
       Steps in the next chunk.
 
     Example:
-      >>> fair_chunk(64, playing=1), fair_chunk(64, playing=50), fair_chunk(1, playing=50)
+      >>> fair_chunk(64, playing=3), fair_chunk(64, playing=50), fair_chunk(1, playing=50)
       (64, 8, 1)
     """
-    return length if playing <= 1 else min(length, SHARED_CHUNK)
+    return length if playing <= FULL_CHUNK_RUNS else min(length, SHARED_CHUNK)
 
 
 def chunk_for_speed(speed: int) -> tuple[int, float]:
