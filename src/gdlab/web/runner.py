@@ -261,6 +261,7 @@ class Run:
         run = cls(config, spec, family, theta0, objective, criteria, None)
         run.reset()
         run.pending = [(s.step, s.divergence) for s in config.switches]
+        run._chunk_program(SHARED_CHUNK)(run.carry, objective.data, None)    # result dropped: see _chunk_program
         return run
 
     def reset(self) -> None:
@@ -327,15 +328,20 @@ class Run:
             if stopped is not None and not (self.pending and self.pending[0][0] <= self.step):
                 return frames, stopped
 
-    def _chunk(self, length: int) -> tuple[list[dict], Optional[dict]]:
-        """One compiled chunk of ``length`` steps: its frames, and the ``stopped`` message if it stopped."""
+    def _chunk_program(self, length: int):
+        """The compiled chunk of ``length`` steps. It steps in the blocks engine.run would use: a
+        block's compiled steps round like gdlab fit's, so a borderline stop falls on the same step
+        (blocks of 1 vs 64 moved one by a step). :meth:`build` runs the short chunk of shared play
+        once, result dropped, so that it is compiled before many runs play, not in their midst
+        (which stalled every page ~0.4 s)."""
         opt = _optimizer(self.config.optimizer, _schedule_signature(self.config))
         o = self.objective
-        # the blocks engine.run would use: a block's compiled steps round like gdlab fit's, so a
-        # borderline stop falls on the same step (blocks of 1 vs 64 moved one by a step)
         block = engine.block_size(o.loss, self.carry.params, o.data, length)
-        program = _program(o.loss, o.metrics, o.fisher, o.in_domain, opt, self.criteria, length, False, block)
-        self.carry, rows = program(self.carry, o.data, None)
+        return _program(o.loss, o.metrics, o.fisher, o.in_domain, opt, self.criteria, length, False, block)
+
+    def _chunk(self, length: int) -> tuple[list[dict], Optional[dict]]:
+        """One compiled chunk of ``length`` steps: its frames, and the ``stopped`` message if it stopped."""
+        self.carry, rows = self._chunk_program(length)(self.carry, self.objective.data, None)
         rows = jax.device_get(rows)
         valid = rows.pop("valid")
         rows = {k: np.asarray(v)[valid] for k, v in rows.items()}
