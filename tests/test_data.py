@@ -265,7 +265,20 @@ BAD = [  # (id, data, kind, kwargs, fragments that must all be in the message)
     ("test-size-1", "iris", "softmax", {"test_size": 1.0}, ["test_size must be a fraction in [0, 1)"]),
     ("negative-seed", "iris", "softmax", {"seed": -1}, ["seed must be a whole number"]),
     ("bad-arrays", (np.zeros((3, 2)), np.zeros(4)), "linear", {}, ["shape (n, d)"]),
+    ("nan-in-arrays", (np.array([[1.0, 2.0], [np.nan, 0.0]]), np.zeros(2)), "linear", {}, ["missing or infinite"]),
+    # +inf and −inf: their sum is NaN, not ±inf
+    ("both-infinities", (np.array([[np.inf, 2.0], [-np.inf, 0.0]]), np.zeros(2)), "linear", {},
+     ["missing or infinite"]),
+    ("inf-among-huge", (np.array([[1e308, 1e308], [np.inf, 0.0]]), np.zeros(2)), "linear", {},
+     ["missing or infinite"]),
 ]
+
+
+def test_huge_finite_features_are_not_called_infinite():
+    """Their sum overflows to inf; every entry is still finite, so the data load."""
+    X = np.array([[1e308, -1.0], [1e308, 1.0], [1e308, 2.0]])
+    ds = data.load((X, np.array([0.0, 1.0, 2.0])), "linear", test_size=0.0, standardize=False)
+    assert np.array_equal(ds.X_train, X)
 
 
 @pytest.mark.parametrize("source, kind, kwargs, fragments", [pytest.param(*b[1:], id=b[0]) for b in BAD])

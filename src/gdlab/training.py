@@ -191,7 +191,7 @@ def _metric(model: Model, score_mean):
     return jnp.sqrt(score_mean) if model.kind == "linear" else score_mean
 
 
-FISHER_ROWS = 1 << 17      # rows a dense full-batch Fisher is estimated from (every k-th row above 2× this)
+FISHER_ROWS = 1 << 16      # rows a dense full-batch Fisher is estimated from (every k-th row above 2× this)
 
 
 def fisher_stride(n_rows: int, n_params: int) -> int:
@@ -200,9 +200,11 @@ def fisher_stride(n_rows: int, n_params: int) -> int:
     The Fisher only preconditions the exact full-data gradient, so the natural step's fixed point
     (∇J = 0) is the same for any positive definite estimate; a subsample changes how fast the run
     gets there, not where. At most about ``max(FISHER_ROWS, 256 P)`` rows are used: from them the
-    estimate's relative error is about √(P/m) (3% at P = 101, m = 1.3·10⁵), so each step still
-    shrinks the error by that factor near the optimum, while building XᵀWX (the step's cost: 0.25 s
-    of 0.36 s at 10⁶ × 100) costs k times less. Data of at most twice that many rows use every row
+    estimate's relative error is about √(P/m) (4% at P = 101, m = 6.6·10⁴), so each step still
+    shrinks the error by that factor near the optimum, while building XᵀWX (XLA:CPU's float64
+    product runs at ~20 GFLOP/s: 1.1 s for all 10⁶ × 100 rows) costs k times less. At 10⁶ × 100
+    (benchmarks/bench_logistic.py) m = 2¹⁶ takes as many steps as 2¹⁷ (9) at two thirds of the
+    time; 2¹⁵ takes one step more. Data of at most twice that many rows use every row
     (k = 1: the exact Fisher scoring of small problems).
 
     Args:
@@ -214,7 +216,7 @@ def fisher_stride(n_rows: int, n_params: int) -> int:
 
     Example:
       >>> fisher_stride(569, 31), fisher_stride(1_000_000, 101)
-      (1, 7)
+      (1, 15)
     """
     m = max(FISHER_ROWS, 256 * n_params)
     return 1 if n_rows <= 2 * m else n_rows // m
@@ -865,7 +867,11 @@ def _train_source(source, model: Model, lam: float, plan: _Plan, theta0: np.ndar
         stop_reason, steps, theta, separable_seen = boundary
         keep = columns["step"] <= steps
         columns = {k: v[keep] for k, v in columns.items()}
-    final = evaluate(model, theta, source, lam)
+    final = None
+    if batch_size == 0 and run_full_batch is None and not (classifier and lam == 0.0):
+        final = _last_row_evaluation(columns, theta, name)
+    if final is None:
+        final = evaluate(model, theta, source, lam)
     if batch_size:
         records.add(steps / per_epoch, steps, final)
     separable, by_program = False, False
@@ -1039,6 +1045,18 @@ def _full_batch_objective(model: Model, ds: datamod.Dataset, lam: float, fisher_
     dev = _device_arrays(ds)
     full = FullData(dev.X_train, dev.y_train, dev.X_test, dev.y_test, jnp.asarray(lam))
     return engine.Objective(loss=loss, data=full, metrics=metrics, fisher=fisher)
+
+
+def _last_row_evaluation(columns: dict, theta: np.ndarray, name: str) -> Evaluation | None:
+    """The final :class:`Evaluation` read from a batch-mode trace whose last row is at ``theta``
+    (the engine evaluated J, ‖∇J‖ and the metrics there on every row: a second pass over the data
+    would repeat them), or None when it is not. The margin is not in the trace: NaN (it is read
+    only for a classifier without a penalty, which this is not used for)."""
+    if not len(columns["step"]) or not np.array_equal(columns["params"][-1], theta):
+        return None
+    last = {k: float(columns[k][-1]) for k in ("loss", "data_loss", "grad_norm", name, "test_loss", "test_" + name)}
+    return Evaluation(last["loss"], last["data_loss"], last["grad_norm"], last[name], last["test_loss"],
+                      last["test_" + name], math.nan)
 
 
 def _separable(model: Model, source, lam: float, theta: np.ndarray, final: Evaluation, columns: dict | None,
