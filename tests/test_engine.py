@@ -449,3 +449,34 @@ def test_a_run_that_diverges_inside_a_block_keeps_the_point_where_it_stopped():
     first = res.trace.loss[0]
     ran_away = res.trace.loss - first > 1e3 * max(1.0, abs(first))
     assert ran_away[-1] and not ran_away[:-1].any() and len(res.trace) == res.steps + 1
+
+
+def test_the_fisher_of_the_step_a_run_stops_at_is_not_computed():
+    """Costly steps (blocks of one) skip F(θ_t) where the run stops at θ_t: its update is thrown
+    away. The run is Newton's method on a least-squares loss (F = the Hessian AᵀA/n, exact), so
+    it reaches the minimiser in one update; its rows are checked against NumPy's solve."""
+    import jax
+
+    rng = np.random.default_rng(3)
+    A, b = rng.standard_normal((400, 3)), rng.standard_normal(400)
+    calls = []
+
+    def loss(theta, data):
+        A, b = data
+        return 0.5 * jnp.mean((A @ theta - b) ** 2)
+
+    def fisher(theta, data):
+        A, _ = data
+        jax.debug.callback(lambda: calls.append(1))
+        return A.T @ A / A.shape[0]
+
+    data = (jnp.asarray(A), jnp.asarray(b))
+    assert engine.block_size(loss, jnp.zeros(3), data) == 1          # a costly step
+    objective = engine.Objective(loss=loss, data=data, fisher=fisher)
+    res = engine.run(objective, optim.natural(1.0), jnp.zeros(3), StopCriteria(max_steps=3, tol=0.0))
+    assert res.steps == 3 and len(res.trace) == 4
+    assert len(calls) == 3                       # rows 0, 1, 2 made updates; row 3 is where it stopped
+    exact = np.linalg.lstsq(A, b, rcond=None)[0]
+    np.testing.assert_allclose(res.trace.params[1], exact, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.params, exact, rtol=1e-10, atol=1e-12)
+    assert np.all(np.isfinite(res.trace.lr)) and np.all(res.trace.lr == 1.0)

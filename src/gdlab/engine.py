@@ -255,7 +255,8 @@ def advance_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
       trace: whether the row carries the step size and the metrics too.
 
     Returns:
-      The step function.
+      The step function. Its optional fourth argument ``stops``, row ↦ whether the run stops at
+      θ_t (traced), lets it skip computing F(θ_t) for an update that will be thrown away.
 
     Example:
       >>> import jax.numpy as jnp
@@ -268,16 +269,17 @@ def advance_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     """
     opt = optax.with_extra_args_support(optimizer)
 
-    def advance(params, opt_state, data):
+    def advance(params, opt_state, data, stops=None):
         value, grad = jax.value_and_grad(loss)(params, data)
-        extra = {} if fisher is None else {"fisher": fisher(params, data)}
-        if in_domain is not None:
-            extra["in_domain"] = in_domain
-        updates, new_state = opt.update(grad, opt_state, params, **extra)
         row = dict(loss=value, grad_norm=optax.tree.norm(grad),
                    params_finite=jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x))
                                                       for x in jax.tree_util.tree_leaves(params)])),
                    params=params)
+        extra = {} if fisher is None else {"fisher": _fisher_unless(fisher, params, data,
+                                                                   None if stops is None else stops(row))}
+        if in_domain is not None:
+            extra["in_domain"] = in_domain
+        updates, new_state = opt.update(grad, opt_state, params, **extra)
         if trace:
             row["lr"] = learning_rate(new_state)
             if metrics is not None:
@@ -285,6 +287,30 @@ def advance_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
         return optax.apply_updates(params, updates), new_state, row
 
     return advance
+
+
+def _fisher_unless(fisher, params, data, stopped):
+    """F(θ), or a stand-in of its shape where the run stops at θ (``stopped``, traced).
+
+    The update made from the step a run stops at is thrown away, so its Fisher (for training,
+    a pass over the data and a P×P product: as costly as the gradient) need not be computed.
+    Only a Fisher given as one array is skipped: the identity for a (P, P) matrix, ones for a
+    diagonal. Any other form (a Fisher-vector product, a :class:`gdlab.optim.Geometry`) is
+    computed as before. The step's row does not read F (the step size comes from the state).
+    """
+    if stopped is None:
+        return fisher(params, data)
+    # the form of F, traced abstractly (a function or a Geometry is not an array: no stand-in)
+    shape = jax.eval_shape(lambda p, d: (lambda f: f if isinstance(f, jax.Array) else None)(fisher(p, d)),
+                           params, data)
+    if shape is None or shape.ndim not in (1, 2) or (shape.ndim == 2 and shape.shape[0] != shape.shape[1]):
+        return fisher(params, data)
+
+    def stand_in(*_):
+        return (jnp.eye(shape.shape[0], dtype=shape.dtype) if shape.ndim == 2
+                else jnp.ones(shape.shape, shape.dtype))
+
+    return jax.lax.cond(stopped, stand_in, fisher, params, data)
 
 
 def lean_rows(trace: bool, block: int) -> bool:
@@ -346,8 +372,17 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     lean = lean_rows(trace, block)
 
     def run_block(carry: Carry, data, xs=None):
+        def stops_here(row):
+            # block 1 only: the rules of the check below, applied before the Fisher is computed
+            one = lambda v: jnp.reshape(v, (1,))  # noqa: E731
+            stop = stopping.check_block(criteria, carry.step, one(row["loss"]), one(row["grad_norm"]),
+                                        one(row["params_finite"]), carry.first_loss, carry.recent_losses,
+                                        carry.reason == stopping.RUNNING, lanes_axis)[0]
+            return stop < 1
+
         def body(state, x):
-            params, opt_state, row = advance(*state, (data, x) if batched else data)
+            params, opt_state, row = advance(*state, (data, x) if batched else data,
+                                             stops_here if block == 1 else None)
             if lean:
                 # Few rows: under vmap each output of a scan costs about as much as a cheap step.
                 # A non-finite gradient or θ stops the run as a non-finite loss does, so the
