@@ -183,6 +183,21 @@ def test_chunk_size_does_not_change_results(criteria, chunk_size):
         assert res.stop_reason == "converged" and res.steps % 7 not in (0, 6)  # really mid-chunk
 
 
+@pytest.mark.parametrize("optimizer", [optim.momentum(0.001, 0.9), optim.adam(0.01)], ids=["momentum", "adam"])
+def test_long_blocks_of_one_run_step_like_the_sweeps_blocks_bit_for_bit(optimizer):
+    """engine.run steps cheap objectives in blocks of RUN_BLOCK; the explorer and sweeps in blocks
+    of BLOCK. Both are the same scanned step, so a run is the same to the last bit either way
+    (a borderline stop must fall on the same step in the explorer as in gdlab fit)."""
+    rosenbrock = engine.Objective(loss=lambda p, _: (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2)
+    criteria = StopCriteria(max_steps=3000, tol=1e-12)
+    long = engine.run(rosenbrock, optimizer, jnp.asarray([-1.2, 1.0]), criteria)
+    short = engine.run(rosenbrock, optimizer, jnp.asarray([-1.2, 1.0]), criteria, chunk_size=engine.BLOCK)
+    assert engine.RUN_BLOCK > engine.BLOCK
+    assert (long.steps, long.stop_reason) == (short.steps, short.stop_reason)
+    for name in long.trace.columns:
+        assert np.array_equal(getattr(long.trace, name), getattr(short.trace, name), equal_nan=True), name
+
+
 # ---------------------------------------------------------------------------------------------
 # convergence
 # ---------------------------------------------------------------------------------------------

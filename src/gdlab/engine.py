@@ -7,7 +7,8 @@ One step at θ_t:
 3. if not: u_t, s_{t+1} = optimizer.update(g_t, s_t, θ_t); θ_{t+1} = θ_t + u_t; record η_t.
 
 Steps run in compiled chunks (``jit`` of a ``lax.while_loop`` writing the trace rows into
-buffers). Inside a chunk, cheap steps run in blocks of :data:`BLOCK`: a plain ``lax.scan`` of
+buffers). Inside a chunk, cheap steps run in blocks (:data:`RUN_BLOCK` steps in a run,
+:data:`BLOCK` in a sweep's vmapped lanes or an explorer's short chunks): a plain ``lax.scan`` of
 steps 1 and 3, then the rules of step 2 for the whole block at once
 (:func:`gdlab.stopping.check_block`), which finds the same stop as checking after every step
 and returns the run to θ of that step; the steps computed past it are dropped. Costly steps (a
@@ -167,6 +168,11 @@ def default_chunk_size(criteria: stopping.StopCriteria, n_params: int) -> int:
 
 CHEAP_STEP_FLOPS = 2000           # a loss and gradient under this many flops counts as cheap
 BLOCK = 64                        # steps per block when steps are cheap (1 when they are not)
+# Steps per block of one run's cheap steps (engine.run): a block's stopping check and row copies
+# are ~25 small XLA:CPU operations (~3 µs), more than 64 Rosenbrock steps cost (~1 µs). Under
+# vmap (sweeps) a block's rows for every lane must stay in cache, so sweeps keep BLOCK. Blocks
+# of 64 and 1,024 give bit-identical runs (the scan's body is the same program).
+RUN_BLOCK = 1024
 
 
 def step_flops(loss: LossFn, theta: Any, data: Any) -> float:
@@ -674,6 +680,8 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
     if batches is None:
         if chunk_size is None:              # whole blocks; a chunk size asked for is kept as it is
             block = block_size(objective.loss, carry.params, objective.data)
+            if block > 1:
+                block = RUN_BLOCK
             length = -(-default_chunk_size(criteria, int(np.size(init_params))) // block) * block
         else:
             length = chunk_size
