@@ -3,7 +3,10 @@
 Each benchmark builds a list of :class:`Case`\\ s (gdlab and each peer on the same workload), and
 :func:`measure` runs them **interleaved** (case 1, case 2, …, then again) after one warm-up call
 each, so that a slow patch of the machine hits every case alike; it reports the median and the
-min–max of the repeats. A peer that cannot run here (a package not installed) is a
+min–max of the repeats. A repeat of a case that runs in under :data:`MIN_REPEAT_SECONDS` calls
+it again until that much time has passed and counts the mean per call (``timeit``'s autorange):
+a millisecond-long call timed once right after a peer measures the peer's aftermath too (torch's
+OpenMP threads spin on both cores for a while after a torch loop returns). A peer that cannot run here (a package not installed) is a
 :class:`Missing` row with the reason, never silently dropped. Every case returns the answer it
 computed (a final loss or KL), reported beside its time: a fast wrong answer is a failure.
 
@@ -60,15 +63,27 @@ class Timing:
         return self.median_s / self.units * 1e6
 
 
-def measure(cases: list[Case], repeats: int = 5) -> list[Timing]:
-    """Warm each case up once, then run them interleaved ``repeats`` times; median and min–max."""
+MIN_REPEAT_SECONDS = 0.05
+
+
+def measure(cases: list[Case], repeats: int = 5, min_seconds: float = MIN_REPEAT_SECONDS) -> list[Timing]:
+    """Warm each case up once, then run them interleaved ``repeats`` times; median and min–max.
+
+    A repeat calls a case until ``min_seconds`` have passed (at least once) and counts the mean
+    time per call.
+    """
     answers = {c.name: float(c.run()) for c in cases}  # warm-up: compilation, caches, imports
     times: dict[str, list[float]] = {c.name: [] for c in cases}
     for _ in range(repeats):
         for c in cases:
-            start = time.perf_counter()
-            answers[c.name] = float(c.run())
-            times[c.name].append(time.perf_counter() - start)
+            calls, start = 0, time.perf_counter()
+            while True:
+                answers[c.name] = float(c.run())
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_seconds:
+                    break
+            times[c.name].append(elapsed / calls)
     return [Timing(c.name, statistics.median(times[c.name]), min(times[c.name]), max(times[c.name]), c.units,
                    answers[c.name], c.note) for c in cases]
 
