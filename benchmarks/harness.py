@@ -100,7 +100,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="toy sizes, a few seconds: checks the script runs, "
                    "not the speed")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 5, quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default: the benchmark's own, "
+                   "5 for most, 3 for the long ones, 7 for start-up; fewer with --quick)")
     return p
 
 

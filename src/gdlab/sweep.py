@@ -371,10 +371,16 @@ def _refill(carry, queue, source, take):
     return _refill_program()(carry, queue, source, take)
 
 
-def _take(tree: Any, index: np.ndarray) -> Any:
+@lru_cache(maxsize=1)
+def _take_program():
     import jax
 
-    return jax.tree_util.tree_map(lambda a: a[index], tree)
+    # one program: eagerly, each of the carry's ~30 leaves was its own gather (~15 ms at 10⁴ cells)
+    return jax.jit(lambda tree, index: jax.tree_util.tree_map(lambda a: a[index], tree))
+
+
+def _take(tree: Any, index: np.ndarray) -> Any:
+    return _take_program()(tree, index)
 
 
 def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[str, Any] | None = None,
@@ -545,7 +551,7 @@ def run_batch(objective, optimizer, init_params, criteria, *, hyperparams: dict[
     if keep_traces:
         traces = tuple(engine.Trace({k: np.concatenate([p[k] for p in runs]) for k in runs[0]}) for runs in pieces)
     return BatchResult(params=params_out, loss=loss_out, steps=steps_out,
-                       stop_reason=tuple(stopping.STOP_REASONS[int(r)] for r in reason_out),
+                       stop_reason=tuple(stopping.STOP_REASONS[r] for r in reason_out.tolist()),
                        first_reach=reach_out, elapsed=elapsed, traces=traces)
 
 
@@ -718,10 +724,10 @@ def _check_integers(cells: dict[str, np.ndarray]) -> None:
 def _common_columns(axes, cells, batch: BatchResult, reach) -> dict[str, list]:
     columns: dict[str, list] = {}
     for a in axes:
-        values = cells[a.name]
-        columns[a.name] = [int(v) if a.name in INTEGER_OPTIONS else float(v) for v in values]
-    columns["loss"] = [float(v) if math.isfinite(v) else None for v in batch.loss]
-    columns["steps"] = [int(s) for s in batch.steps]
+        values = np.asarray(cells[a.name])
+        columns[a.name] = (values.astype(np.int64) if a.name in INTEGER_OPTIONS else values.astype(float)).tolist()
+    columns["loss"] = _finite_or_none(batch.loss)
+    columns["steps"] = np.asarray(batch.steps, dtype=np.int64).tolist()
     columns["stop_reason"] = list(batch.stop_reason)
     columns["steps_to_converge"] = [int(s) if r == "converged" else None for s, r in zip(batch.steps, batch.stop_reason)]
     if reach is not None:
@@ -730,7 +736,11 @@ def _common_columns(axes, cells, batch: BatchResult, reach) -> dict[str, list]:
 
 
 def _finite_or_none(values) -> list:
-    return [float(v) if math.isfinite(float(v)) else None for v in np.asarray(values, dtype=float).reshape(-1)]
+    values = np.asarray(values, dtype=float).reshape(-1)
+    out = values.tolist()                      # Python floats, converted in C (10⁴ cells: ~10 ms less)
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = None
+    return out
 
 
 def _check_common(optimizer: str, schedule: str, reach, optimizers: tuple[str, ...] | None = None) -> None:
