@@ -578,6 +578,10 @@ def test_on_device_reads_an_aligned_array_in_place_and_copies_others():
     np.testing.assert_array_equal(np.asarray(on_device(aligned)), a)
     np.testing.assert_array_equal(np.asarray(on_device(shifted)), a)
     np.testing.assert_array_equal(np.asarray(on_device(a[:, 1])), a[:, 1])          # not contiguous: copied
+    copied = on_device(shifted)                 # into a 64-byte-aligned buffer that JAX reads in place
+    assert copied.unsafe_buffer_pointer() % 64 == 0
+    shifted[0, 0] = 99.0                        # the copy is the caller's array no more
+    assert float(copied[0, 0]) == a[0, 0]
 
 
 def test_training_on_an_aligned_or_a_copied_matrix_gives_the_same_fit():

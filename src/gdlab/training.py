@@ -414,9 +414,10 @@ def on_device(a: Any) -> jax.Array:
     """``a`` as a JAX array, without a copy where JAX can read the NumPy buffer as it is.
 
     XLA:CPU reads a host buffer in place when it is C-contiguous, of the dtype JAX computes in,
-    and aligned to 64 bytes (pyarrow's buffers are; NumPy's own allocations are aligned to 16,
-    so an X made by NumPy is copied: 0.35–0.65 s for 10⁶ × 100 float64 here). The array is only
-    read during the call that made it.
+    and aligned to 64 bytes (pyarrow's buffers are). NumPy's own allocations are aligned to 16,
+    so an X made by NumPy is copied once, by NumPy into a 64-byte-aligned buffer that JAX then
+    reads in place: 0.3 s for 10⁶ × 100 float64 here, where ``jnp.asarray`` took 1.3 s for the
+    same copy. The array is only read during the call that made it.
 
     Args:
       a: an array (NumPy or JAX).
@@ -429,10 +430,20 @@ def on_device(a: Any) -> jax.Array:
       >>> float(on_device(np.arange(3.0)).sum())
       3.0
     """
-    if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.ctypes.data % 64 == 0 \
-            and a.dtype == jax.dtypes.canonicalize_dtype(a.dtype):
-        return jax.device_put(a)
-    return jnp.asarray(a)
+    if not isinstance(a, np.ndarray) or a.dtype != jax.dtypes.canonicalize_dtype(a.dtype):
+        return jnp.asarray(a)
+    if not (a.flags.c_contiguous and a.ctypes.data % 64 == 0):
+        a = _aligned_copy(a)
+    return jax.device_put(a)
+
+
+def _aligned_copy(a: np.ndarray, align: int = 64) -> np.ndarray:
+    """A C-contiguous copy of ``a`` in a buffer that starts at a multiple of ``align`` bytes."""
+    buffer = np.empty(a.size + align // a.itemsize, a.dtype)
+    start = (-buffer.ctypes.data % align) // a.itemsize
+    out = buffer[start:start + a.size].reshape(a.shape)
+    np.copyto(out, a)
+    return out
 
 
 _DEVICE_CACHE: list = []          # [(weak reference to a Dataset's X_train, its _DeviceArrays)]
