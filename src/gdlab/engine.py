@@ -703,7 +703,7 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
             limit = np.int32(min(length, steps_next))        # a host scalar: no program to convert it
         chunk_start = time.perf_counter()
         carry, rows = programs(length, batches is not None, block)(carry, objective.data, xs, limit)
-        rows = jax.device_get(rows)
+        rows, reason = jax.device_get((rows, carry.reason))      # one transfer
         n = int(rows.pop("valid").sum())            # the valid rows come first
         rows = {k: np.array(v[:n]) for k, v in rows.items()}
         pieces.append(rows)
@@ -712,7 +712,7 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
         pace = (time.perf_counter() - chunk_start) / max(1, n)
         steps_next = int(min(length, max(FIRST_CHUNK, CHUNK_SECONDS / pace)))
         asked = callback(rows) if callback is not None else None
-        if int(carry.reason) != stopping.RUNNING:
+        if int(reason) != stopping.RUNNING:
             break
         if asked is not None:
             if asked not in _REASON_CODES:
@@ -727,5 +727,6 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
         raise ValueError("batches gave no chunk of mini-batches; give at least one.")
     columns = pieces[0] if len(pieces) == 1 else {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
     trace = Trace(columns)
-    return RunResult(params=np.asarray(carry.params), loss=float(columns["loss"][-1]), steps=int(carry.step),
-                     stop_reason=stopping.STOP_REASONS[int(carry.reason)], elapsed=elapsed, trace=trace)
+    params, step, reason = jax.device_get((carry.params, carry.step, carry.reason))
+    return RunResult(params=np.asarray(params), loss=float(columns["loss"][-1]), steps=int(step),
+                     stop_reason=stopping.STOP_REASONS[int(reason)], elapsed=elapsed, trace=trace)
