@@ -46,7 +46,9 @@ def write_logistic_parquet(path, n_rows: int, n_features: int, seed: int, row_gr
     truth = logistic_truth(n_features, seed)
     names = [f"x{j}" for j in range(n_features)]
     schema = pa.schema([(n, pa.float64()) for n in names] + [("label", getattr(pa, label_type)())])
-    with pq.ParquetWriter(str(path), schema) as writer:
+    # The float columns PLAIN-encoded: random doubles never fit a dictionary, and trying one first (the
+    # default, before falling back to PLAIN) makes writing 3.5x slower (~9 of the 2M-row file's 12 s).
+    with pq.ParquetWriter(str(path), schema, use_dictionary=["label"]) as writer:
         for g, start in enumerate(range(0, n_rows, row_group_rows)):
             rows = min(row_group_rows, n_rows - start)
             X, y = logistic_rows(truth, rows, np.random.default_rng([seed, g]))

@@ -70,6 +70,11 @@ def first_stop_step_by_step(criteria, losses, grad_norms, finite_params, recent=
     return len(losses), stopping.RUNNING
 
 
+# check_block as the engine runs it: compiled, with the criteria fixed at compile time. One program
+# per (criteria, block size) rather than hundreds of small ones per call, op by op (~3x faster);
+# the reference, check() step by step, stays op by op.
+check_block_compiled = jax.jit(stopping.check_block, static_argnums=0)
+
 plateau_runs = st.lists(st.tuples(st.sampled_from([1.0, 1.0 + 1e-16, 2.0, 5.0, 0.5, float("nan"), float("inf"), 3e3]),
                                   st.integers(1, 6)), min_size=1, max_size=12)
 
@@ -92,7 +97,7 @@ def test_check_block_stops_where_the_step_by_step_rules_stop(runs, patience, tol
     for start in range(0, losses.size, block):
         piece = slice(start, start + block)
         n = losses[piece].size
-        stop, reason, first, recent = stopping.check_block(
+        stop, reason, first, recent = check_block_compiled(
             criteria, jnp.int32(start), jnp.asarray(losses[piece]), jnp.asarray(grads[piece]),
             jnp.asarray(finite_params[piece]), first, recent)
         if int(stop) < n:
