@@ -329,9 +329,9 @@ class Run:
                 return frames, stopped
 
     def _chunk_program(self, length: int):
-        """The compiled chunk of ``length`` steps. It steps in the blocks engine.run would use: a
-        block's compiled steps round like gdlab fit's, so a borderline stop falls on the same step
-        (blocks of 1 vs 64 moved one by a step). :meth:`build` runs the short chunk of shared play
+        """The compiled chunk of ``length`` steps. Cheap steps go in scanned blocks, as in engine.run
+        (there of RUN_BLOCK steps, here at most BLOCK: the same scanned step, bit for bit), so a
+        borderline stop falls on the same step as in gdlab fit (unscanned single steps moved one). :meth:`build` runs the short chunk of shared play
         once, result dropped, so that it is compiled before many runs play, not in their midst
         (which stalled every page ~0.4 s)."""
         opt = _optimizer(self.config.optimizer, _schedule_signature(self.config))
