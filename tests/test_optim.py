@@ -396,3 +396,51 @@ def test_equal_settings_share_one_transform_and_one_compilation():
     before = engine._compiled_chunk.cache_info().misses
     res = fit("N(-1, 2)", "N(0, 5)", optimizer=optim.momentum(0.05, 0.9), max_steps=50)
     assert engine._compiled_chunk.cache_info().misses == before and res.steps == 50   # the loop was reused
+
+
+SHARED_KINDS = [
+    (optim.gd, [dict(lr=0.1), dict(lr=-0.3)]),
+    (optim.momentum, [dict(lr=0.1, momentum=0.9), dict(lr=0.02, momentum=0.0)]),
+    (optim.nesterov, [dict(lr=0.1, momentum=0.5), dict(lr=0.3, momentum=0.99)]),
+    (optim.adam, [dict(lr=0.01), dict(lr=0.2, b1=0.5, b2=0.9, eps=1e-3)]),
+    (optim.natural, [dict(lr=1.0), dict(lr=0.4, damping=0.1, momentum=0.3)]),
+    (optim.natural, [dict(lr=1.0, trust_region=0.01), dict(lr=0.5, damping=1e-3, trust_region=0.2)]),
+]
+
+
+@pytest.mark.parametrize("factory, settings", SHARED_KINDS)
+def test_settings_that_differ_in_injected_numbers_share_one_update(factory, settings):
+    """The shared update reads the numbers from the state, so every transform of the kind computes
+    exactly what a transform built on its own (the factory unmemoised) computes."""
+    first, second = (factory(**kw) for kw in settings)
+    assert first is not second and first.update is second.update
+    params = jnp.array([0.3, -1.2])
+    fisher = jnp.array([[2.0, 0.3], [0.3, 0.5]])
+    for opt, kw in ((first, settings[0]), (second, settings[1])):
+        alone = factory.__wrapped__(**kw)
+        assert alone.update is not opt.update
+        state, alone_state = opt.init(params), alone.init(params)
+        for g in (jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25]), jnp.array([-3.0, 1.0])):
+            u, state = opt.update(g, state, params, fisher=fisher)
+            v, alone_state = alone.update(g, alone_state, params, fisher=fisher)
+            np.testing.assert_array_equal(u, v)
+            params = params + u
+
+
+def test_a_schedule_or_a_missing_number_makes_another_kind():
+    assert optim.gd(optax.constant_schedule(0.1)).update is not optim.gd(0.1).update
+    assert optim.natural(trust_region=0.1).update is not optim.natural().update    # None: no trust region
+    assert optim.natural(solver="cg").update is not optim.natural().update          # a static setting
+    assert optim.momentum(0.1, 0.9).update is not optim.nesterov(0.1, 0.9).update
+
+
+def test_fits_at_other_step_sizes_reuse_the_compiled_loop():
+    from gdlab import engine, fit
+
+    fit("N(2, 1)", "N(0, 5)", optimizer=optim.momentum(0.05, 0.9), max_steps=300)
+    before = engine._compiled_chunk.cache_info().misses
+    res = fit("N(2, 1)", "N(0, 5)", optimizer=optim.momentum(0.2, 0.5), max_steps=300)
+    assert engine._compiled_chunk.cache_info().misses == before                      # no new program
+    # the same numbers as a transform of its own, compiled apart
+    alone = fit("N(2, 1)", "N(0, 5)", optimizer=optim.momentum.__wrapped__(0.2, 0.5), max_steps=300)
+    assert (res.steps, res.loss, res.q.mean, res.q.var) == (alone.steps, alone.loss, alone.q.mean, alone.q.var)

@@ -804,6 +804,31 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
     return run_final
 
 
+def _init_elsewhere(params):
+    raise TypeError("this transform only updates: its state is made by the optimizer it came from (update_only).")
+
+
+def update_only(optimizer: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """The optimizer as a compiled loop sees it: its ``update`` alone (the loop starts from a state
+    made outside it), so that transforms sharing an ``update`` share compiled programs.
+
+    :mod:`gdlab.optim`'s optimizers that differ only in injected numbers (``gd(0.1)`` and
+    ``gd(0.2)``) share their ``update`` (:func:`gdlab.optim.shared`), and so one compilation.
+
+    Args:
+      optimizer: an optax transform.
+
+    Returns:
+      A transform equal (``==``, same hash) to that of any optimizer with the same ``update``.
+
+    Example:
+      >>> from gdlab import optim
+      >>> update_only(optim.gd(0.1)) == update_only(optim.gd(0.2)), optim.gd(0.1) == optim.gd(0.2)
+      (True, False)
+    """
+    return optax.GradientTransformationExtraArgs(_init_elsewhere, optimizer.update)
+
+
 @lru_cache(maxsize=64)
 def _compiled_chunk(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
                     optimizer: optax.GradientTransformation, criteria: stopping.StopCriteria, length: int,
@@ -848,7 +873,7 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
     criteria.validate()
     carry = _compiled_init(optimizer, criteria)(jnp.asarray(init_params))
     programs = functools.partial(_compiled_chunk, objective.loss, objective.metrics, objective.fisher,
-                                 objective.in_domain, optimizer, criteria)
+                                 objective.in_domain, update_only(optimizer), criteria)
     if batches is None:
         if chunk_size is None:              # whole blocks; a chunk size asked for is kept as it is
             block = block_size(objective.loss, carry.params, objective.data)

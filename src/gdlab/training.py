@@ -84,7 +84,7 @@ def _natural_diag(learning_rate, damping):
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-@optim.shared
+@optim.shared(traced=("lr", "damping"))
 def natural_diag(lr: optim.LearningRate = 0.1, damping: float = 0.0) -> optax.GradientTransformationExtraArgs:
     r"""Diagonal natural gradient: each coordinate of the gradient divided by its Fisher diagonal.
 
