@@ -495,27 +495,23 @@ def _screened_block(advance, criteria: stopping.StopCriteria, block: int, batche
     def run_block(carry: Carry, data, xs=None):
         running = carry.reason == stopping.RUNNING
 
-        def steps(record: bool):
-            def body(state, x):
-                params, opt_state, row = advance(*state, (data, x) if batched else data)
-                return (params, opt_state), ((row["loss"], row["params"]) if record else row["loss"])
+        # θ at a stop: one run stops once, so making up to one block's steps again costs less than
+        # writing θ at every step; lanes under vmap stop at many different steps, and a block with
+        # a stop is then common: 10⁴ Rosenbrock cells with Adam, 7,000 converging, took 7.2 s
+        # replaying and 5.3 s recording θ (momentum with 54 early stops: 0.10 s and 0.13 s).
+        record = lanes_axis is not None
 
-            def run():
-                (end, opt_state), out = jax.lax.scan(body, (carry.params, carry.opt_state), xs, length=block)
-                losses, thetas = out if record else (out, None)
-                stop, reason, first, recent = _screened_check(criteria, carry, losses, running, lanes_axis)
-                stop, reason, params = _settle_finite(advance, carry, (data, xs, batched), stop, reason, end,
-                                                      block, lanes_axis, thetas)
-                return Carry(params, opt_state, carry.step + jnp.minimum(stop, block).astype(carry.step.dtype),
-                             first, recent, reason), losses, stop
+        def body(state, x):
+            params, opt_state, row = advance(*state, (data, x) if batched else data)
+            return (params, opt_state), ((row["loss"], row["params"]) if record else row["loss"])
 
-            return run
-
-        # One run stops once: replaying up to one block costs less than θ recorded at every step.
-        # Lanes under vmap stop at many different steps, and then a block with a stop is common:
-        # 10⁴ Rosenbrock cells with Adam, 7,000 of them converging, took 7.2 s replaying and 5.3 s
-        # recording θ (momentum with 54 early stops: 0.10 s and 0.13 s).
-        new, losses, stop = steps(record=lanes_axis is not None)()
+        (end, opt_state), out = jax.lax.scan(body, (carry.params, carry.opt_state), xs, length=block)
+        losses, thetas = out if record else (out, None)
+        stop, reason, first, recent = _screened_check(criteria, carry, losses, running, lanes_axis)
+        stop, reason, params = _settle_finite(advance, carry, (data, xs, batched), stop, reason, end, block,
+                                              lanes_axis, thetas)
+        new = Carry(params, opt_state, carry.step + jnp.minimum(stop, block).astype(carry.step.dtype), first,
+                    recent, reason)
         rows = dict(loss=losses, step=carry.step + jnp.arange(block, dtype=carry.step.dtype))
         return new, rows, jnp.minimum(stop + 1, block)
 
@@ -791,9 +787,9 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
             first_hit = jax.lax.cond(jnp.isfinite(reach), first_hit, lambda: jnp.asarray(-1, jnp.int32))
             last = rows["loss"][recorded - 1]
             if lean_rows(False, block):
-                # the loss row is NaN where the gradient or θ was not finite, which stops the run
-                # there, at the carry's θ: report the loss itself (one more evaluation a block,
-                # cheap where blocks are long)
+                # with a gradient rule, the loss row is NaN where the gradient or θ was not finite,
+                # which stops the run there, at the carry's θ: report the loss itself (one more
+                # evaluation a block, cheap where blocks are long)
                 last = jnp.where(jnp.isnan(last), loss(c.params, data), last)
             out = Outcome(last, jnp.where(out.first_reach < 0, first_hit, out.first_reach).astype(jnp.int32))
             return i + block, c, out

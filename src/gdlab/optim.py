@@ -102,6 +102,8 @@ def shared(factory: Callable[..., optax.GradientTransformation] | None = None, *
         bound.apply_defaults()
         kind = tuple((name, _TRACED if name in traced and _is_number(value) else value)
                      for name, value in bound.arguments.items())
+        if len(kinds) >= 1024:          # kinds keyed by schedule objects would pile up
+            kinds.clear()
         update = kinds.setdefault(kind, opt.update)
         return opt if update is opt.update else opt._replace(update=update)
 
