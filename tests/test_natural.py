@@ -319,3 +319,22 @@ def test_multivariate_reverse_fit_to_a_gaussian_recovers_it():
     np.testing.assert_allclose(res.q.mean, [1.0, -1.0], atol=1e-8)
     np.testing.assert_allclose(res.q.var, [[2.0, 0.6], [0.6, 1.0]], atol=1e-8)
     assert res.kl_reverse < 1e-14
+
+
+def test_step_kl_of_traces_of_any_length_is_the_closed_form_from_few_programs():
+    """KL(N(m₀, v₀)‖N(m₁, v₁)) = ½(log(v₁/v₀) + (v₀ + (m₀ − m₁)²)/v₁ − 1) between consecutive rows;
+    traces of 2 to 300 rows share the programs of a few padded shapes."""
+    from gdlab.families import make_family
+    from gdlab.fitting import _step_kl, step_kl
+
+    fam = make_family("gaussian", 1, "mean_var")
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        for n in (1, 2, 3, 63, 64, 65, 66, 130, 300):
+            p = np.column_stack([rng.normal(size=n), rng.uniform(0.5, 2.0, size=n)])
+            out = step_kl(fam, p)
+            m0, v0, m1, v1 = p[:-1, 0], p[:-1, 1], p[1:, 0], p[1:, 1]
+            np.testing.assert_allclose(out[:-1], 0.5 * (np.log(v1 / v0) + (v0 + (m0 - m1) ** 2) / v1 - 1),
+                                       rtol=1e-12, atol=1e-15)
+            assert out.shape == (n,) and np.isnan(out[-1])
+    assert _step_kl(fam)._cache_size() <= 4          # 64, 128, 256, 512 pairs

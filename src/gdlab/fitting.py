@@ -150,8 +150,14 @@ def step_kl(family: Family, params: np.ndarray) -> np.ndarray:
     """
     params = np.asarray(params)
     out = np.full(len(params), np.nan)
-    if len(params) > 1:
-        out[:-1] = np.asarray(_step_kl(family)(params[:-1], params[1:]))
+    steps = len(params) - 1
+    if steps > 0:
+        # Traces of every length would each compile the program for their shape (14 compilations
+        # in examples/kl_gradient_descent.py's 15 fits): the pairs are padded to a power of two
+        # with the last θ (KL 0, dropped), so a handful of shapes serve every run.
+        padded = np.concatenate([params, np.repeat(params[-1:], max(64, 1 << (steps - 1).bit_length()) - steps,
+                                                   axis=0)])
+        out[:-1] = np.asarray(_step_kl(family)(padded[:-1], padded[1:]))[:steps]
     return out
 
 
