@@ -329,6 +329,7 @@ def test_step_kl_of_traces_of_any_length_is_the_closed_form_from_few_programs():
 
     fam = make_family("gaussian", 1, "mean_var")
     rng = np.random.default_rng(3)
+    compiled_before = _step_kl(fam)._cache_size()        # other tests in this worker may have compiled some
     with jax.enable_x64(True):
         for n in (1, 2, 3, 63, 64, 65, 66, 130, 300):
             p = np.column_stack([rng.normal(size=n), rng.uniform(0.5, 2.0, size=n)])
@@ -337,4 +338,4 @@ def test_step_kl_of_traces_of_any_length_is_the_closed_form_from_few_programs():
             np.testing.assert_allclose(out[:-1], 0.5 * (np.log(v1 / v0) + (v0 + (m0 - m1) ** 2) / v1 - 1),
                                        rtol=1e-12, atol=1e-15)
             assert out.shape == (n,) and np.isnan(out[-1])
-    assert _step_kl(fam)._cache_size() <= 4          # 64, 128, 256, 512 pairs
+    assert _step_kl(fam)._cache_size() - compiled_before <= 4          # 64, 128, 256, 512 pairs

@@ -481,8 +481,9 @@ def test_a_file_larger_than_memory_streams_with_bounded_memory_to_the_same_loss(
           f"{out['peak']:.0f} MiB; {out['bare']:.0f} MiB after the imports, {out['warm']:.0f} MiB after a "
           f"{n // 10:,}-row warm-up; losses per epoch {out['epoch_loss']}")
     assert out["n_train"] == n and out["steps"] == n // 1024 and out["stop_reason"] == "max_steps"
-    # bounded: 10 times the rows need < 1/6 of the file's size more (measured 40 to 70 MiB, allocator noise)
-    assert out["peak"] - out["warm"] < in_memory_mib / 6
+    # bounded: 10 times the rows need < 1/4 of the file's size more, where holding them would add 700 MiB
+    # (measured 40 to 150 MiB across machines: allocator arenas of the read-ahead and Arrow's threads)
+    assert out["peak"] - out["warm"] < in_memory_mib / 4
     # far below holding the data: the whole run, compilation and libraries included, stays under
     # what the float64 array alone would add to the bare process (measured about 500 of 778 MiB)
     assert out["peak"] - out["bare"] < in_memory_mib

@@ -59,7 +59,7 @@ VMAP_CHUNK = 64                   # steps per chunk under vmap
 MAP_LANES = 4096                  # runs per compiled lax.map call
 LANES_AXIS = "lanes"              # the vmap axis of the runs (stopping rules skip work for all lanes at once)
 FINAL_LANES = 1024                # runs at once under vmap when no trace is kept and steps are cheap
-FINAL_CHUNK = 1024                # steps per chunk without traces (lanes refill between chunks; each call costs ~1 ms of Python)
+FINAL_CHUNK = 1024                # steps per chunk without traces (a chunk's Python costs ~1 ms; lanes refill between)
 OPTIMIZER_HYPERPARAMS = {"lr": "learning_rate", "momentum": "momentum", "damping": "damping",
                          "trust_region": "trust_region"}
 SCHEDULE_OPTIONS = {"exponential": ("decay", "decay_steps"), "step": ("decay", "decay_steps"),
