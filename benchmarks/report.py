@@ -69,6 +69,9 @@ def section(name: str, data: dict) -> list[str]:
         lines += table(data["rows"], ["target", "divergence", "optimizer", "lr", "param", "steps", "steps_over_natural",
                                       "seconds", "final_kl"]) + [""]
         lines += table(data["goals"], list(data["goals"][0])) + [""]
+        if data.get("optima"):
+            lines += ["KL* of each case, and for reverse KL scipy's independent minimum:", ""]
+            lines += table(data["optima"], ["target", "divergence", "kl", "how", "scipy_quadrature_lbfgs"]) + [""]
     elif "rows" in data:
         lines += table(data["rows"], list(data["rows"][0])) + [""]
     return lines

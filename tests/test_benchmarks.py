@@ -11,6 +11,7 @@ than all nine in one fixture, one after another, before the first test.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -63,6 +64,28 @@ def test_fit_benchmark_reports_steps_for_each_optimizer(bench):
     assert optimizers == {"gd", "momentum", "nesterov", "adam", "natural", "natural-tr"}
     natural = next(r for r in data["rows"] if r["optimizer"] == "natural")
     assert natural["steps"] == 2  # forward KL in (mean, variance): the mean at step 1, the variance at 2
+
+
+def test_fit_benchmarks_reverse_kl_reference_is_the_closed_form_and_gdlabs_objective():
+    """bench_fit checks its reverse KL* against scipy's quadrature: the quadrature itself is the
+    closed form for a Gaussian p, and gdlab's objective for a mixture, including a q that straddles
+    its modes (both agree to 1e-12)."""
+    import gdlab
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_fit
+    finally:
+        sys.path.remove(str(BENCH))
+    m0, v0, m1, v1 = 0.5, 3.0, 2.0, 1.0       # KL(N(m0, v0) ‖ N(m1, v1))
+    closed = 0.5 * (math.log(v1 / v0) + (v0 + (m0 - m1) ** 2) / v1 - 1)
+    assert bench_fit.reverse_kl_by_quadrature("N(2, 1)", m0, v0) == pytest.approx(closed, rel=1e-12)
+    target = bench_fit.TARGETS["asymmetric"]
+    for mean, var in [(0.0, 5.0), (1.5, 0.16), (-0.57, 2.4)]:
+        ours = gdlab.fit(target, f"N({mean}, {var})", "reverse", max_steps=0).loss
+        assert bench_fit.reverse_kl_by_quadrature(target, mean, var) == pytest.approx(ours, rel=1e-12)
+    # p's moments: 0.3·(−2) + 0.7·1.5 = 0.45 and 0.3·(0.36 + 4) + 0.7·(0.16 + 2.25) − 0.45² = 2.7925
+    assert bench_fit.starts(target) == [(-2.0, 0.36), (1.5, 0.16), (pytest.approx(0.45), pytest.approx(2.7925))]
 
 
 def test_sweep_benchmark_writes_its_results(bench):
