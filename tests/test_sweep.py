@@ -152,6 +152,49 @@ def test_run_batch_without_traces_equals_the_traced_runs():
         assert first == (trace.step[hit[0]] if hit.size else -1)
 
 
+def test_a_calm_window_across_a_block_that_recorded_nothing_stops_where_it_should():
+    """GD (η = 1) on L(θ) = max(θ, 0) from θ₀ = 62.5: θ_t = 62.5 − t until θ_63 = −0.5, where ∇L
+    = 0, so L_t = 0 from t = 63 on. With patience 1 the first calm window is (L_63, L_64): it
+    straddles the first block of 64 steps, which had no close pair and so recorded nothing. The
+    run converges at step 64 with θ = −0.5, as a single traced run does."""
+    objective = engine.Objective(loss=lambda th, _: jnp.sum(jnp.maximum(th, 0.0)))
+    assert engine.block_size(objective.loss, jnp.zeros(1), None) == 64
+    crit = stopping.StopCriteria(max_steps=200, tol=1e-12, patience=1)
+    with jax.enable_x64(True):
+        res = run_batch(objective, optim.gd(1.0), np.array([[62.5], [62.5]]), crit)
+        one = engine.run(objective, optim.gd(1.0), jnp.asarray([62.5]), crit)
+    assert (one.stop_reason, one.steps, float(one.params[0])) == ("converged", 64, -0.5)
+    assert res.stop_reason == ("converged", "converged") and list(res.steps) == [64, 64]
+    np.testing.assert_array_equal(res.params, [[-0.5], [-0.5]])
+
+
+@pytest.mark.parametrize("patience", [1, 5])
+def test_blocks_that_record_nothing_unless_a_rule_can_fire_equal_the_traced_runs(patience):
+    """Under vmap, a block of cheap steps records no rows unless some lane's screen flag is up
+    (engine._flagged_block); then it is made again with rows. 600 Rosenbrock cells with momentum,
+    calm windows (2 or 6 losses) that straddle blocks of 64, runs that converge, run away or
+    overflow, max_steps inside a block, a level reached: every outcome equals the traced runs'."""
+    def rosenbrock(th, _):
+        return (1 - th[0]) ** 2 + 100 * (th[1] - th[0] ** 2) ** 2
+
+    objective = engine.Objective(loss=rosenbrock)
+    assert engine.block_size(objective.loss, jnp.zeros(2), None) == 64
+    lr, beta = (a.ravel() for a in np.meshgrid(np.geomspace(1e-4, 5e-3, 30), np.linspace(0.0, 0.98, 20)))
+    crit = stopping.StopCriteria(max_steps=700, tol=1e-9, patience=patience)
+    common = dict(hyperparams={"learning_rate": lr, "momentum": beta}, reach=1e-2)
+    starts = np.tile([-1.2, 1.0], (lr.size, 1))
+    with jax.enable_x64(True):
+        traced = run_batch(objective, optim.momentum(0.1, 0.5), starts, crit, keep_traces=True, **common)
+        final = run_batch(objective, optim.momentum(0.1, 0.5), starts, crit, **common)
+    assert {"converged", "diverged", "max_steps"} <= set(traced.stop_reason)
+    assert final.stop_reason == traced.stop_reason
+    np.testing.assert_array_equal(final.steps, traced.steps)
+    np.testing.assert_array_equal(final.params, traced.params)
+    np.testing.assert_array_equal(final.first_reach, traced.first_reach)
+    assert (final.first_reach >= 0).any() and (final.first_reach < 0).any()
+    np.testing.assert_allclose(final.loss, traced.loss, rtol=1e-15, atol=0)
+
+
 @jax.custom_jvp
 def square_with_a_broken_gradient(x):
     return jnp.sum(x ** 2)

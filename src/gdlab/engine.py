@@ -375,9 +375,7 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     """
     advance = advance_function(loss, metrics, fisher, in_domain, optimizer, trace)
     lean = lean_rows(trace, block)
-    if lean and in_domain is None and criteria.grad_tol == 0:
-        # A step shortened into a domain can turn a non-finite step finite, and a gradient rule
-        # needs ‖∇L‖ at every step: those keep the rows below.
+    if screened(in_domain, criteria, block, trace):
         return _screened_block(advance, criteria, block, batched, lanes_axis)
 
     def run_block(carry: Carry, data, xs=None):
@@ -421,6 +419,59 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
         new = Carry(params, opt_state, carry.step + jnp.minimum(stop, block).astype(carry.step.dtype), first,
                     recent, reason)
         return new, rows, jnp.minimum(stop + 1, block)
+
+    return run_block
+
+
+def screened(in_domain, criteria: stopping.StopCriteria, block: int, trace: bool) -> bool:
+    """Whether a block's stopping rules are screened (:func:`_screened_block`): lean rows, no
+    domain and no gradient rule. A step shortened into a domain can turn a non-finite step
+    finite, and a gradient rule needs ‖∇L‖ at every step: those keep every row."""
+    return lean_rows(trace, block) and in_domain is None and criteria.grad_tol == 0
+
+
+def _flagged_block(advance, from_rows, criteria: stopping.StopCriteria, block: int, lanes_axis: str):
+    r"""Under ``vmap``, a block that records nothing unless a rule can fire in it:
+    ``(carry, data, reach) -> (carry, last loss, first j with L ≤ reach or −1)``.
+
+    The screen of :func:`_screened_block` is computed step by step in the scan's carry (a flag,
+    the loss before, L_0) rather than in a pass over recorded rows: under ``vmap`` writing the
+    loss and θ of every step cost 4 times the steps themselves (10⁴ Rosenbrock cells). Only the
+    last ``patience + 1`` losses are written (the window the calm rule reads in the next block).
+    Where some lane's flag is up, ``max_steps`` falls inside the block or θ at its end is not
+    finite, the block is made again from its start by ``from_rows``, which records the rows and
+    applies the rules to them: the same step function from the same state, so the same numbers.
+    """
+
+    def run_block(carry: Carry, data, reach):
+        running = carry.reason == stopping.RUNNING
+        width = carry.recent_losses.shape[0]
+        tail = min(width, block)
+
+        def body(state, j):
+            params, opt_state, before, first, flag, hit = state
+            params, opt_state, row = advance(params, opt_state, data)
+            value = row["loss"]
+            first = jnp.where((carry.step == 0) & (j == 0), value, first)
+            up = ~jnp.isfinite(value) | (value - first > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first)))
+            if criteria.tol > 0:
+                up = up | (jnp.abs(value - before) <= criteria.tol * jnp.maximum(1.0, jnp.abs(value)))
+            hit = jnp.where((hit < 0) & (value <= reach), j, hit).astype(jnp.int32)
+            return (params, opt_state, value, first, flag | up, hit), value
+
+        state = (carry.params, carry.opt_state, carry.recent_losses[-1], carry.first_loss, jnp.asarray(False),
+                 jnp.asarray(-1, jnp.int32))
+        state, _ = jax.lax.scan(lambda s, j: (body(s, j)[0], None), state, jnp.arange(block - tail, dtype=jnp.int32))
+        (end, opt_state, last, first, flag, hit), losses = jax.lax.scan(body, state, jnp.arange(block - tail, block, dtype=jnp.int32))
+        # θ at the block's end finite: no step of it had a non-finite ∇L or θ (see _settle_finite)
+        rows_needed = running & (flag | (criteria.max_steps - carry.step < block) | ~_all_finite(end))
+        anywhere = jax.lax.psum(rows_needed.astype(jnp.int32), lanes_axis) > 0
+
+        def unflagged():
+            recent = jnp.concatenate([carry.recent_losses, losses])[tail:]
+            return Carry(end, opt_state, carry.step + block, first, recent, carry.reason), last, hit
+
+        return jax.lax.cond(anywhere, lambda: from_rows(carry, data, reach), unflagged)
 
     return run_block
 
@@ -769,6 +820,22 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
     run_block = block_function(loss, None, fisher, in_domain, optimizer, criteria, block, trace=False,
                                lanes_axis=lanes_axis)
 
+    def from_rows(c: Carry, data, reach):
+        c, rows, recorded = run_block(c, data)
+
+        def first_hit():
+            hit = (jnp.arange(block) < recorded) & (rows["loss"] <= reach)
+            return jnp.where(jnp.any(hit), jnp.argmax(hit), -1).astype(jnp.int32)
+
+        # a pass over the rows costs about a cheap step a row under vmap: none without a level
+        return c, rows["loss"][recorded - 1], jax.lax.cond(jnp.isfinite(reach), first_hit,
+                                                           lambda: jnp.asarray(-1, jnp.int32))
+
+    run_outcome = from_rows
+    if lanes_axis is not None and screened(in_domain, criteria, block, trace=False):
+        run_outcome = _flagged_block(advance_function(loss, None, fisher, in_domain, optimizer, trace=False),
+                                     from_rows, criteria, block, lanes_axis)
+
     def run_final(carry: Carry, data, outcome: Outcome, reach):
         def running(state):
             i, c, _ = state
@@ -777,15 +844,8 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
         def step(state):
             i, c, out = state
             step0 = c.step
-            c, rows, recorded = run_block(c, data)
-
-            def first_hit():
-                hit = (jnp.arange(block) < recorded) & (rows["loss"] <= reach)
-                return jnp.where(jnp.any(hit), step0 + jnp.argmax(hit), -1).astype(jnp.int32)
-
-            # a pass over the rows costs about a cheap step a row under vmap: none without a level
-            first_hit = jax.lax.cond(jnp.isfinite(reach), first_hit, lambda: jnp.asarray(-1, jnp.int32))
-            last = rows["loss"][recorded - 1]
+            c, last, hit = run_outcome(c, data, reach)
+            first_hit = jnp.where(hit < 0, -1, step0 + hit).astype(jnp.int32)
             if lean_rows(False, block):
                 # with a gradient rule, the loss row is NaN where the gradient or θ was not finite,
                 # which stops the run there, at the carry's θ: report the loss itself (one more
