@@ -165,6 +165,7 @@ def test_a_calm_window_across_a_block_that_recorded_nothing_stops_where_it_shoul
         one = engine.run(objective, optim.gd(1.0), jnp.asarray([62.5]), crit)
     assert (one.stop_reason, one.steps, float(one.params[0])) == ("converged", 64, -0.5)
     assert res.stop_reason == ("converged", "converged") and list(res.steps) == [64, 64]
+    assert list(res.first_reach) == [-1, -1]                    # no level asked for
     np.testing.assert_array_equal(res.params, [[-0.5], [-0.5]])
 
 

@@ -447,6 +447,7 @@ def _flagged_block(advance, from_rows, criteria: stopping.StopCriteria, block: i
         running = carry.reason == stopping.RUNNING
         width = carry.recent_losses.shape[0]
         tail = min(width, block)
+        level = jnp.isfinite(reach)                      # reach = inf: no level, every j stays −1
 
         def body(state, j):
             params, opt_state, before, first, flag, hit = state
@@ -456,13 +457,14 @@ def _flagged_block(advance, from_rows, criteria: stopping.StopCriteria, block: i
             up = ~jnp.isfinite(value) | (value - first > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first)))
             if criteria.tol > 0:
                 up = up | (jnp.abs(value - before) <= criteria.tol * jnp.maximum(1.0, jnp.abs(value)))
-            hit = jnp.where((hit < 0) & (value <= reach), j, hit).astype(jnp.int32)
+            hit = jnp.where(level & (hit < 0) & (value <= reach), j, hit).astype(jnp.int32)
             return (params, opt_state, value, first, flag | up, hit), value
 
         state = (carry.params, carry.opt_state, carry.recent_losses[-1], carry.first_loss, jnp.asarray(False),
                  jnp.asarray(-1, jnp.int32))
-        state, _ = jax.lax.scan(lambda s, j: (body(s, j)[0], None), state, jnp.arange(block - tail, dtype=jnp.int32))
-        (end, opt_state, last, first, flag, hit), losses = jax.lax.scan(body, state, jnp.arange(block - tail, block, dtype=jnp.int32))
+        steps = jnp.arange(block, dtype=jnp.int32)
+        state, _ = jax.lax.scan(lambda s, j: (body(s, j)[0], None), state, steps[:block - tail])
+        (end, opt_state, last, first, flag, hit), losses = jax.lax.scan(body, state, steps[block - tail:])
         # θ at the block's end finite: no step of it had a non-finite ∇L or θ (see _settle_finite)
         rows_needed = running & (flag | (criteria.max_steps - carry.step < block) | ~_all_finite(end))
         anywhere = jax.lax.psum(rows_needed.astype(jnp.int32), lanes_axis) > 0
