@@ -375,7 +375,7 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     """
     advance = advance_function(loss, metrics, fisher, in_domain, optimizer, trace)
     lean = lean_rows(trace, block)
-    if screened(in_domain, criteria, block, trace):
+    if _screened(in_domain, criteria, block, trace):
         return _screened_block(advance, criteria, block, batched, lanes_axis)
 
     def run_block(carry: Carry, data, xs=None):
@@ -423,7 +423,7 @@ def block_function(loss: LossFn, metrics: MetricsFn | None, fisher, in_domain,
     return run_block
 
 
-def screened(in_domain, criteria: stopping.StopCriteria, block: int, trace: bool) -> bool:
+def _screened(in_domain, criteria: stopping.StopCriteria, block: int, trace: bool) -> bool:
     """Whether a block's stopping rules are screened (:func:`_screened_block`): lean rows, no
     domain and no gradient rule. A step shortened into a domain can turn a non-finite step
     finite, and a gradient rule needs ‖∇L‖ at every step: those keep every row."""
@@ -834,7 +834,7 @@ def final_program(loss: LossFn, fisher, in_domain, optimizer: optax.GradientTran
                                                            lambda: jnp.asarray(-1, jnp.int32))
 
     run_outcome = from_rows
-    if lanes_axis is not None and screened(in_domain, criteria, block, trace=False):
+    if lanes_axis is not None and _screened(in_domain, criteria, block, trace=False):
         run_outcome = _flagged_block(advance_function(loss, None, fisher, in_domain, optimizer, trace=False),
                                      from_rows, criteria, block, lanes_axis)
 
