@@ -436,8 +436,9 @@ def _flagged_block(advance, from_rows, criteria: stopping.StopCriteria, block: i
 
     The screen of :func:`_screened_block` is computed step by step in the scan's carry (a flag,
     the loss before, L_0) rather than in a pass over recorded rows: under ``vmap`` writing the
-    loss and θ of every step cost 4 times the steps themselves (10⁴ Rosenbrock cells). Only the
-    last ``patience + 1`` losses are written (the window the calm rule reads in the next block).
+    loss and θ of every step took 6.4 ms where carrying the screen took 3.4 ms (1,024 Rosenbrock
+    lanes × 1,024 steps in blocks of 64; the bare scan 1.6 ms). Only the last ``patience + 1``
+    losses are written (the window the calm rule reads in the next block).
     Where some lane's flag is up, ``max_steps`` falls inside the block or θ at its end is not
     finite, the block is made again from its start by ``from_rows``, which records the rows and
     applies the rules to them: the same step function from the same state, so the same numbers.
