@@ -22,6 +22,7 @@ steps to natural gradient's.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import harness
@@ -59,18 +60,27 @@ def starts(target: str) -> list[tuple[float, float]]:
             + [(float(spec.mean()[0]), float(spec.cov()[0, 0]))])
 
 
+@functools.lru_cache(maxsize=None)
+def _components(target: str) -> tuple:
+    """p's (log weight, scipy.stats density) pairs, parsed once per target."""
+    import gdlab
+    from scipy import stats
+
+    spec = gdlab.parse_distribution(target)
+    return tuple((np.log(w), stats.norm(m[0], np.sqrt(c[0, 0])))
+                 for w, m, c in zip(spec.weights, spec.means, spec.covs))
+
+
 def reverse_kl_by_quadrature(target: str, mean: float, var: float) -> float:
     """∫ q log(q/p) dx by scipy's adaptive quadrature with scipy.stats densities (independent of gdlab)."""
-    import gdlab
     from scipy import integrate, stats
     from scipy.special import logsumexp
 
-    spec = gdlab.parse_distribution(target)
-    comps = [stats.norm(m[0], np.sqrt(c[0, 0])) for m, c in zip(spec.means, spec.covs)]
+    comps = _components(target)
     q = stats.norm(mean, np.sqrt(var))
 
     def integrand(x: float) -> float:
-        log_p = logsumexp([np.log(w) + c.logpdf(x) for w, c in zip(spec.weights, comps)])
+        log_p = logsumexp([log_w + c.logpdf(x) for log_w, c in comps])
         return q.pdf(x) * (q.logpdf(x) - log_p)
 
     sd = np.sqrt(var)

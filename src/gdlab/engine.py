@@ -455,11 +455,8 @@ def _flagged_block(advance, from_rows, criteria: stopping.StopCriteria, block: i
             params, opt_state, row = advance(params, opt_state, data)
             value = row["loss"]
             first = jnp.where((carry.step == 0) & (j == 0), value, first)
-            up = ~jnp.isfinite(value) | (value - first > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first)))
-            if criteria.tol > 0:
-                up = up | (jnp.abs(value - before) <= criteria.tol * jnp.maximum(1.0, jnp.abs(value)))
             hit = jnp.where(level & (hit < 0) & (value <= reach), j, hit).astype(jnp.int32)
-            return (params, opt_state, value, first, flag | up, hit), value
+            return (params, opt_state, value, first, flag | _screen(criteria, value, before, first), hit), value
 
         state = (carry.params, carry.opt_state, carry.recent_losses[-1], carry.first_loss, jnp.asarray(False),
                  jnp.asarray(-1, jnp.int32))
@@ -572,15 +569,21 @@ def _screened_block(advance, criteria: stopping.StopCriteria, block: int, batche
     return run_block
 
 
+def _screen(criteria: stopping.StopCriteria, loss, before, first):
+    """Where a rule on the losses can fire (elementwise): L not finite, ran away from L_0, or
+    within ``tol`` of the loss before it (a calm window's last two losses are that close)."""
+    flag = ~jnp.isfinite(loss) | (loss - first > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first)))
+    if criteria.tol > 0:
+        flag = flag | (jnp.abs(loss - before) <= criteria.tol * jnp.maximum(1.0, jnp.abs(loss)))
+    return flag
+
+
 def _screened_check(criteria: stopping.StopCriteria, carry: Carry, losses, running, lanes_axis: str | None):
     """:func:`gdlab.stopping.check_block` on a block's losses, after one pass that flags the runs
     where a rule on the losses can fire (see :func:`_screened_block`)."""
     block = losses.shape[0]
     first = jnp.where(carry.step == 0, losses[0], carry.first_loss)
-    flag = ~jnp.isfinite(losses) | (losses - first > criteria.divergence_factor * jnp.maximum(1.0, jnp.abs(first)))
-    if criteria.tol > 0:
-        before = jnp.concatenate([carry.recent_losses[-1:], losses[:-1]])
-        flag |= jnp.abs(losses - before) <= criteria.tol * jnp.maximum(1.0, jnp.abs(losses))
+    flag = _screen(criteria, losses, jnp.concatenate([carry.recent_losses[-1:], losses[:-1]]), first)
     flagged = jnp.any(flag) & running
     anywhere = flagged if lanes_axis is None else jax.lax.psum(flagged.astype(jnp.int32), lanes_axis) > 0
 
