@@ -115,7 +115,7 @@ SW = ("sweep", "fit", "--target", "N(2, 1)", "--max-steps", "5")
 BAD = [
     ("grid-no-equals", [*SW, "--grid", "lr0.1"], ["name=values"]),
     ("grid-bad-number", [*SW, "--grid", "lr=a,b"], ["'a' is not a number"]),
-    ("grid-bad-count", [*SW, "--grid", "lr=0:1:0"], ["whole number"]),
+    ("grid-bad-count", [*SW, "--grid", "lr=0:1:0"], ["whole number", "name=a:b:n"]),   # as written: no emoji codes
     ("grid-too-many-parts", [*SW, "--grid", "lr=0:1:3:log:x"], ["parts"]),
     ("grid-log-negative", [*SW, "--grid", "lr=-1:1:3:log"], ["log spacing"]),
     ("grid-unknown-name", [*SW, "--grid", "speed=1,2"], ["speed", "can vary lr"]),

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     use_compilation_cache()
     args = sys.argv[1:] if argv is None else argv
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     try:
         app.main(args=args, prog_name="gdlab", standalone_mode=False)
     except click.exceptions.Exit as exc:
