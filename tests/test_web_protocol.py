@@ -206,3 +206,36 @@ def test_fair_chunks_shrink_while_other_runs_play(length):
     assert few == [length] * len(few)
     assert many == [min(length, runner.SHARED_CHUNK)] * len(many)
     assert runner.SHARED_CHUNK in runner.CHUNK_LENGTHS
+
+
+@pytest.mark.parametrize("optimizer, param", [("momentum", "mean_var"), ("natural", "mean_logstd"), ("adam", "natural")])
+def test_a_turn_s_packed_rows_are_the_chunk_s_rows_bit_for_bit(optimizer, param):
+    """A playing run's chunk comes back as one float64 table (one copy to the host per turn);
+    unpacked, it must hold exactly the plain chunk program's rows and leave the same carry."""
+    import jax
+
+    from gdlab import engine
+    from gdlab.web.protocol import RunConfig
+
+    config = RunConfig.model_validate({"target": BIMODAL, "init": "N(0.5, 1)", "divergence": "reverse", "lr": 0.05,
+                                       "optimizer": optimizer, "param": param, "max_steps": 12, "tol": 0.0})
+    with jax.enable_x64(True):
+        run = runner.Run.build(config)
+        o = run.objective
+        opt = runner._optimizer(config.optimizer, None)
+        for length in (8, 8):           # the second chunk crosses max_steps = 12: 5 valid rows of 8
+            block = engine.block_size(o.loss, run.carry.params, o.data, length)
+            plain = runner._program(o.loss, o.metrics, o.fisher, o.in_domain, opt, run.criteria, length, False, block)
+            carry, rows = jax.device_get(plain(run.carry, o.data, None))
+            valid = rows.pop("valid")
+            program, layout = run._chunk_program(length)
+            packed_carry, table = program(run.carry, o.data)
+            unpacked = runner.unpack_rows(np.asarray(table), layout)
+            assert sorted(unpacked) == sorted(rows)
+            for name, column in rows.items():
+                assert unpacked[name].dtype == column.dtype
+                np.testing.assert_array_equal(unpacked[name], column[valid], err_msg=name)
+            for a, b in zip(jax.tree_util.tree_leaves(packed_carry), jax.tree_util.tree_leaves(carry)):
+                np.testing.assert_array_equal(np.asarray(a), b)
+            run._chunk(length)
+        assert run.stop_reason == "max_steps" and run.step == 12
