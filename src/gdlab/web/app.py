@@ -52,10 +52,10 @@ def _x64(fn, *args):
 _SET_UP_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="gdlab-set-up")
 
 
-# Playing runs' chunks go to as many threads as there are cores, not to asyncio's default pool
-# (cores + 4): with 50 runs playing, six chunks at once on two cores contended for the GIL and
-# XLA's threads, and a page's next frames waited longer (bench_explorer_load: the median gap
-# between two frame messages 48–57 ms with six threads, 39–48 ms with two).
+# Playing runs' chunks go to one thread per core (at most four), not to asyncio's default pool
+# (cores + 4): six chunks at once on two cores contend for the GIL and XLA's threads. Measured
+# with bench_explorer_load (50 clients, median of 3 loads of the longest gap between two frame
+# messages): 172 and 214 ms with the default pool, 103 and 110 ms with this one.
 _PLAY_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
                                                    thread_name_prefix="gdlab-play")
 
