@@ -1,6 +1,8 @@
 """Load check of the web explorer: many WebSocket clients each run a fit at full speed, at once.
 
-Starts ``gdlab explore`` on a free loopback port, warms the compiled code with one run, then
+Starts ``gdlab explore`` on a free loopback port, warms it up with one load of the same size
+(a fresh server compiles the program that steps many runs together when they first play at
+once: a stall of a few hundred ms, reported as the warm-up's longest gap), then
 opens N clients together; each starts a run of S steps (``tol = 0``: exactly S updates, S + 1
 frames) and reads frames until the run stops. Prints frames per second per client (min,
 median, max), the slowest client's wall time and its lag behind the fastest, and the longest
@@ -106,6 +108,8 @@ async def main(clients: int, steps: int, repeats: int, quick: bool) -> None:
         t0 = time.perf_counter()
         warm = await one_client(url, steps)
         print(f"warm-up run (compiles): {time.perf_counter() - t0:.2f} s, {warm['frames']} frames")
+        print("warm-up load (compiles the program for runs stepped together):")
+        warm_load = await load(url, clients, steps)
         loads = []
         for i in range(repeats):
             print(f"load {i + 1} of {repeats}:")
@@ -131,7 +135,8 @@ async def main(clients: int, steps: int, repeats: int, quick: bool) -> None:
     path = harness.write("explorer_load", {
         "clients": clients, "steps": steps, "repeats": repeats, "summary": summary,
         "seconds": statistics.median(run["seconds"] for run in loads),
-        "slowest_client_frames_per_s": slowest, "longest_gap_ms": longest, "rows": rows}, quick=quick)
+        "slowest_client_frames_per_s": slowest, "longest_gap_ms": longest,
+        "warm_up_longest_gap_ms": warm_load["gaps"][-1], "rows": rows}, quick=quick)
     print(f"wrote {path}")
 
 

@@ -228,9 +228,9 @@ def test_a_turn_s_packed_rows_are_the_chunk_s_rows_bit_for_bit(optimizer, param)
             plain = runner._program(o.loss, o.metrics, o.fisher, o.in_domain, opt, run.criteria, length, False, block)
             carry, rows = jax.device_get(plain(run.carry, o.data, None))
             valid = rows.pop("valid")
-            program, layout = run._chunk_program(length)
-            packed_carry, table = program(run.carry, o.data)
-            unpacked = runner.unpack_rows(np.asarray(table), layout)
+            chunk = run._chunk_program(length)
+            packed_carry, table = chunk.program(run.carry, o.data)
+            unpacked = runner.unpack_rows(np.asarray(table), chunk.layout)
             assert sorted(unpacked) == sorted(rows)
             for name, column in rows.items():
                 assert unpacked[name].dtype == column.dtype

@@ -24,7 +24,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from gdlab.web import protocol, runner
+from gdlab.web import protocol, runner, turns
 from gdlab.web.protocol import ProtocolError
 
 log = logging.getLogger("gdlab.web")
@@ -58,6 +58,10 @@ _SET_UP_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_na
 # messages): 172 and 214 ms with the default pool, 103 and 110 ms with this one.
 _PLAY_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
                                                    thread_name_prefix="gdlab-play")
+
+
+# Tab 1's runs that play in shared chunks take their turns together (gdlab.web.turns).
+_TURNS = turns.TurnTaker(_PLAY_THREADS, _x64)
 
 
 async def _set_up(fn, *args):
@@ -209,7 +213,10 @@ class Connection:
     async def advance(self, length: int) -> bool:
         """One chunk, its frames sent; False once the run has stopped."""
         run = self.need_run()
-        frames, stopped = await _play(run.advance, length)
+        if isinstance(run, runner.Run) and length == runner.SHARED_CHUNK and not run.pending:
+            frames, stopped = await _TURNS.advance(run, length)
+        else:
+            frames, stopped = await _play(run.advance, length)
         if frames:
             await self.send({"type": "frames", "frames": frames})
         if stopped is not None:

@@ -78,9 +78,17 @@ def _program(loss, metrics, fisher, in_domain, optimizer, criteria: stopping.Sto
     return jax.jit(engine.chunk_program(loss, metrics, fisher, in_domain, optimizer, criteria, length, batched, block))
 
 
+class PackedChunk(NamedTuple):
+    """A run's chunk with its rows packed in one table (:func:`_packed_program`)."""
+
+    program: Any          # jitted (carry, data) -> (carry, table)
+    layout: dict          # {name: (shape of a row, dtype)}, for unpack_rows
+    example: Any          # a (carry, data) of this kind (shapes and dtypes, to compile gdlab.web.turns' program)
+
+
 @functools.lru_cache(maxsize=256)
 def _packed_program(loss, metrics, fisher, in_domain, optimizer, criteria: stopping.StopCriteria, length: int,
-                    block: int, carry_and_data: Any) -> tuple[Any, dict]:
+                    block: int, carry_and_data: Any) -> PackedChunk:
     """:func:`_program`'s chunk with its rows packed into one float64 table, ``(carry, data) ->
     (carry, table)``, and the rows' layout ``{name: (shape of a row, dtype)}`` for
     :func:`unpack_rows`. A playing run's turn then copies one array to the host instead of one per
@@ -96,7 +104,7 @@ def _packed_program(loss, metrics, fisher, in_domain, optimizer, criteria: stopp
         table = jnp.concatenate([jnp.reshape(rows[k], (length, -1)).astype(jnp.float64) for k in sorted(rows)], axis=1)
         return carry, table
 
-    return jax.jit(packed), layout
+    return PackedChunk(jax.jit(packed), layout, carry_and_data.value)
 
 
 class _ByShape:
@@ -131,7 +139,7 @@ def unpack_rows(table: np.ndarray, layout: dict) -> dict:
     rows, at = {}, 0
     for name in sorted(layout):
         shape, dtype = layout[name]
-        width = int(np.prod(shape, dtype=int))
+        width = math.prod(shape)
         rows[name] = table[:, at:at + width].reshape((len(table), *shape)).astype(dtype)
         at += width
     valid = rows.pop("valid")
@@ -327,13 +335,13 @@ class Run:
         run = cls(config, spec, family, theta0, objective, criteria, None)
         run.reset()
         run.pending = [(s.step, s.divergence) for s in config.switches]
-        run._chunk_program(SHARED_CHUNK)[0](run.carry, objective.data)    # result dropped: see _chunk_program
+        run._chunk_program(SHARED_CHUNK).program(run.carry, objective.data)    # result dropped: see _chunk_program
         return run
 
     def reset(self) -> None:
         """Back to step 0 at the starting q, with the configured step size and momentum."""
         opt = _optimizer(self.config.optimizer, _schedule_signature(self.config))
-        carry = engine.init_carry(opt, self.theta0, self.criteria)
+        carry = engine._compiled_init(opt, self.criteria)(self.theta0)    # as engine.run: one call, not a dozen ops
         self.carry = carry._replace(opt_state=self._hyperparams(carry.opt_state))
         self.stop_reason = None
         self.pending = []          # a reset starts again in the direction now chosen
@@ -394,7 +402,7 @@ class Run:
             if stopped is not None and not (self.pending and self.pending[0][0] <= self.step):
                 return frames, stopped
 
-    def _chunk_program(self, length: int) -> tuple[Any, dict]:
+    def _chunk_program(self, length: int) -> PackedChunk:
         """The compiled chunk of ``length`` steps, its rows packed (:func:`_packed_program`), and the
         rows' layout; remembered by the run until its configuration or direction changes (the lookup
         is ~30 µs of a ~0.5 ms turn). Cheap steps go in scanned blocks, as in engine.run
@@ -412,9 +420,24 @@ class Run:
 
     def _chunk(self, length: int) -> tuple[list[dict], Optional[dict]]:
         """One compiled chunk of ``length`` steps: its frames, and the ``stopped`` message if it stopped."""
-        program, layout = self._chunk_program(length)
-        self.carry, table = program(self.carry, self.objective.data)
-        rows = unpack_rows(np.asarray(table), layout)
+        chunk = self._chunk_program(length)
+        carry, table = chunk.program(self.carry, self.objective.data)
+        return self.chunk_done(carry, np.asarray(table), chunk.layout)
+
+    def chunk_done(self, carry: Any, table: np.ndarray, layout: dict) -> tuple[list[dict], Optional[dict]]:
+        """Take a chunk's result (the carry after it, its packed rows): the frames, and the ``stopped``
+        message if the run stopped (:mod:`gdlab.web.turns` steps many runs' chunks in one program).
+
+        Args:
+          carry: the engine's carry after the chunk.
+          table: the chunk's rows, packed (:func:`_packed_program`).
+          layout: the rows' layout.
+
+        Returns:
+          (frames, the ``stopped`` message or None).
+        """
+        self.carry = carry
+        rows = unpack_rows(table, layout)
         frames = rows_to_frames(rows, self.config.divergence)
         code = int(self.carry.reason)
         if code == stopping.RUNNING:
@@ -480,9 +503,9 @@ def fair_chunk(length: int, playing: int) -> int:
     length can move a borderline stop by a step through the compiled program's rounding); when
     more play, each plays in chunks of at most :data:`SHARED_CHUNK` steps, so that the round of
     turns stays short and no page waits long for its next frames. The explorer's objectives cost at most
-    ~50 µs a step (closed forms, 1-D quadrature, small data sets), so 8 steps are ~1 ms of
-    compute: 50 runs take turns in ~50 ms, still ~8x the compute of a turn in its overhead
-    (the thread hop, the JSON, the send). A rule by measured pace was tried and dropped: under
+    ~50 µs a step (closed forms, 1-D quadrature, small data sets), so 8 steps are ~0.4 ms of
+    compute, and tab 1's runs of a kind take these turns together, in one compiled call
+    (:mod:`gdlab.web.turns`): 50 runs' round took ~25 ms (median) in bench_explorer_load. A rule by measured pace was tried and dropped: under
     load every run measured itself slow, chunks fell to single steps and throughput collapsed.
 
     Args:
