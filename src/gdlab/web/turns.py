@@ -105,6 +105,8 @@ def compiled_lanes(chunk: runner.PackedChunk, wait: bool = False) -> Optional[An
     """
     with _PROGRAMS_LOCK:
         if chunk.program not in _PROGRAMS:
+            if len(_PROGRAMS) >= 64:     # bounded: a long-lived server sees many kinds of run
+                _PROGRAMS.clear()
             _PROGRAMS[chunk.program] = _COMPILING.submit(_compile, chunk)
         future = _PROGRAMS[chunk.program]
     if wait:
@@ -220,7 +222,10 @@ class TurnTaker:
                 except Exception as exc:         # never leave a page waiting
                     results = [exc] * len(entries)
                 for (_, _, future, loop), result in zip(entries, results):
-                    loop.call_soon_threadsafe(_settle, future, result)
+                    try:
+                        loop.call_soon_threadsafe(_settle, future, result)
+                    except RuntimeError:         # that page's event loop has closed: nobody waits
+                        pass
 
 
 def _settle(future: asyncio.Future, result: Any) -> None:
