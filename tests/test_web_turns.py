@@ -48,7 +48,7 @@ def test_runs_stepped_together_get_the_frames_their_turns_alone_give():
             assert playing == [i for i, run in enumerate(alone) if run.stop_reason is None]
             if not playing:
                 break
-            results = turns.take_turns([together[i] for i in playing], runner.SHARED_CHUNK, wait=True)
+            results = turns.take_turns([together[i] for i in playing], runner.SHARED_CHUNK, wait=True, min_together=2)
             for i, result in zip(playing, results):
                 assert result == alone[i].advance(runner.SHARED_CHUNK)      # frames and stop message, exactly
                 for a, b in zip(jax.tree_util.tree_leaves(together[i].carry), jax.tree_util.tree_leaves(alone[i].carry)):
@@ -66,15 +66,16 @@ def test_a_run_stepped_together_then_alone_goes_on_exactly():
     with jax.enable_x64(True):
         pair = [runner.Run.build(config()), runner.Run.build(config(lr=0.03))]
         twin = runner.Run.build(config())
-        turns.take_turns(pair, runner.SHARED_CHUNK, wait=True)
+        turns.take_turns(pair, runner.SHARED_CHUNK, wait=True, min_together=2)
         twin.advance(runner.SHARED_CHUNK)
         assert pair[0].advance(1) == twin.advance(1)
         assert pair[0].advance(64) == twin.advance(64)
 
 
-def test_many_pages_playing_at_once_stream_gdlab_fit_s_trace():
+def test_many_pages_playing_at_once_stream_gdlab_fit_s_trace(monkeypatch):
     """More than FULL_CHUNK_RUNS pages play: their turns go through the shared program, and every
     page's frames are still gdlab.fit's trace."""
+    monkeypatch.setattr(turns, "BATCH_MIN", 2)      # two takers share eleven runs' turns
     lrs = [0.01 + 0.002 * i for i in range(runner.FULL_CHUNK_RUNS + 3)]
     with jax.enable_x64(True):       # the kind's shared program, compiled before the pages play
         turns.compiled_lanes(runner.Run.build(config(max_steps=300))._chunk_program(runner.SHARED_CHUNK), wait=True)

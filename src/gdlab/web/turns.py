@@ -35,6 +35,9 @@ from gdlab.web import runner
 log = logging.getLogger("gdlab.web")
 
 BATCH_LANES = 64                 # runs one call steps at most (more wait for the next call)
+# Runs of a kind waiting at once before they are stepped together: a kind's program costs ~1 s of
+# compilation (and ~0.1 s of tracing that holds the GIL), worth it only when many runs share it.
+BATCH_MIN = 8
 STEPPED_TOGETHER: collections.Counter = collections.Counter()   # runs per call of a lanes program -> calls
 
 _COMPILING = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdlab-compile")
@@ -130,23 +133,26 @@ def _data_on_host(run: runner.Run) -> Any:
     return cached[1]
 
 
-def take_turns(runs: list[runner.Run], length: int, wait: bool = False) -> list[Any]:
+def take_turns(runs: list[runner.Run], length: int, wait: bool = False, min_together: Optional[int] = None) -> list[Any]:
     """One chunk of ``length`` steps for each run; returns, per run, ``run.advance(length)``'s
     result (frames, stopped message) or the exception it raised.
 
     Runs that share a compiled chunk (the same kind: objective, optimizer, schedule, stopping
-    rules) go through :func:`compiled_lanes`' program together once it is compiled; the others,
-    and every run while it compiles, take their turn alone (:meth:`gdlab.web.runner.Run.advance`).
-    Call inside ``jax.enable_x64``. A run must not have direction switches waiting (``pending``).
+    rules), ``min_together`` of them or more, go through :func:`compiled_lanes`' program together
+    once it is compiled; the others, and every run while it compiles, take their turn alone
+    (:meth:`gdlab.web.runner.Run.advance`). Call inside ``jax.enable_x64``. A run must not have
+    direction switches waiting (``pending``).
 
     Args:
       runs: the runs, each at most once.
       length: steps per chunk.
       wait: wait for a compilation instead of stepping the runs one by one meanwhile (tests).
+      min_together: the fewest runs of a kind that are stepped together (default :data:`BATCH_MIN`).
 
     Returns:
       One result per run, in order.
     """
+    min_together = BATCH_MIN if min_together is None else min_together
     results: list[Any] = [None] * len(runs)
     kinds: dict = {}                             # a jitted chunk -> (its PackedChunk, the runs' indices)
     for i, run in enumerate(runs):
@@ -156,7 +162,7 @@ def take_turns(runs: list[runner.Run], length: int, wait: bool = False) -> list[
         except Exception as exc:                 # reported to that run's page, not to the others
             results[i] = exc
     for chunk, members in kinds.values():
-        program = compiled_lanes(chunk, wait) if len(members) > 1 else None
+        program = compiled_lanes(chunk, wait) if len(members) >= min_together else None
         for start in range(0, len(members), BATCH_LANES):
             group = members[start:start + BATCH_LANES]
             if program is None:
@@ -183,17 +189,20 @@ def _alone(run: runner.Run, length: int) -> Any:
 
 
 class TurnTaker:
-    """The explorer's playing runs of tab 1 queue here for their shared-play turns; one thread of
-    ``executor`` takes all the turns waiting at once (:func:`take_turns`), then the next ones.
+    """The explorer's playing runs of tab 1 queue here for their shared-play turns; up to
+    ``takers`` threads of ``executor`` each take all the turns waiting when it looks
+    (:func:`take_turns`), then the next ones: XLA runs one taker's program while another
+    prepares its own, and runs of other kinds need not wait for a kind's whole turn.
 
     ``call`` wraps the work of a thread (the server runs it in float64).
     """
 
-    def __init__(self, executor: concurrent.futures.Executor, call: Callable = lambda fn, *a: fn(*a)):
-        self.executor, self.call = executor, call
+    def __init__(self, executor: concurrent.futures.Executor, call: Callable = lambda fn, *a: fn(*a),
+                 takers: int = 2):
+        self.executor, self.call, self.takers = executor, call, takers
         self.waiting: list = []
         self.lock = threading.Lock()
-        self.taking = False
+        self.taking = 0                          # takers at work
 
     async def advance(self, run: runner.Run, length: int) -> tuple[list[dict], Optional[dict]]:
         """``run.advance(length)``, taken with the other runs waiting now."""
@@ -201,7 +210,8 @@ class TurnTaker:
         future = loop.create_future()
         with self.lock:
             self.waiting.append((run, length, future, loop))
-            start, self.taking = not self.taking, True
+            start = self.taking < self.takers
+            self.taking += start
         if start:
             self.executor.submit(self._take)
         return await future
@@ -211,7 +221,7 @@ class TurnTaker:
             with self.lock:
                 batch, self.waiting = self.waiting, []
                 if not batch:
-                    self.taking = False
+                    self.taking -= 1
                     return
             by_length: dict = {}
             for entry in batch:
