@@ -13,8 +13,9 @@ in a ``lax.fori_loop`` over lanes of :data:`BATCH_LANES` (``n`` is traced, so on
 serves any number of waiting runs). Each lane runs the run's own chunk, so its frames are the
 ones its turn alone would give, bit for bit (tested), and so are ``gdlab fit``'s.
 
-The program is compiled ahead, in a thread of its own, the first time runs of a kind wait
-together; until it is ready their turns are taken one by one, as before.
+A kind's program is compiled in a thread of its own the first time :data:`BATCH_MIN` or more
+runs of that kind wait together; until it is ready (and for kinds with fewer runs waiting) the
+turns are taken one by one, as before.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def take_turns(runs: list[runner.Run], length: int, wait: bool = False, min_toge
                 continue
             carries, data = _stacked([runs[i].carry for i in group]), _stacked([_data_on_host(runs[i]) for i in group])
             carries, tables = jax.device_get(program(carries, data, np.int32(len(group))))
-            STEPPED_TOGETHER[len(group)] += 1
+            with _PROGRAMS_LOCK:                 # two takers count
+                STEPPED_TOGETHER[len(group)] += 1
             for lane, i in enumerate(group):
                 carry = jax.tree_util.tree_map(lambda x: np.array(x[lane]), carries)
                 try:
