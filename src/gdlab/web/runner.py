@@ -505,8 +505,9 @@ def fair_chunk(length: int, playing: int) -> int:
     turns stays short and no page waits long for its next frames. The explorer's objectives cost at most
     ~50 µs a step (closed forms, 1-D quadrature, small data sets), so 8 steps are ~0.4 ms of
     compute, and tab 1's runs of a kind (eight or more waiting) take these turns together, in one
-    compiled call (:mod:`gdlab.web.turns`): with 50 runs, a page waited ~20 ms (median) for its next frames. A rule by measured pace was tried and dropped: under
-    load every run measured itself slow, chunks fell to single steps and throughput collapsed.
+    compiled call (:mod:`gdlab.web.turns`): with 50 runs, a page waited ~20 ms (median) for its
+    next frames. A rule by measured pace was tried and dropped: under load every run measured
+    itself slow, chunks fell to single steps and throughput collapsed.
 
     Args:
       length: the chunk length the run's speed asks for (:func:`chunk_for_speed`).
