@@ -60,8 +60,11 @@ _PLAY_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=min(4, os.cpu_
                                                    thread_name_prefix="gdlab-play")
 
 
-# Tab 1's runs that play in shared chunks take their turns together (gdlab.web.turns).
-_TURNS = turns.TurnTaker(_PLAY_THREADS, _x64)
+# Tab 1's runs that play in shared chunks take their turns together (gdlab.web.turns), in threads
+# of their own: its two takers loop while such runs play, and must not hold the play pool's
+# threads from the other tabs' runs.
+_TURNS = turns.TurnTaker(concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="gdlab-turns"),
+                         _x64, takers=2)
 
 
 async def _set_up(fn, *args):
