@@ -307,7 +307,8 @@ class Run:
     carry: Any = field(repr=False)
     stop_reason: Optional[str] = None
     pending: list = field(default_factory=list)      # config.switches not yet applied, in order
-    programs: dict = field(default_factory=dict, repr=False)   # length -> (packed chunk, its rows' layout)
+    programs: dict = field(default_factory=dict, repr=False)   # length -> its PackedChunk
+    host_data: Any = field(default=None, repr=False)           # (objective, its data as NumPy): gdlab.web.turns
 
     # --- building ------------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ def _stacked(trees: list) -> Any:
 
 def _compile(chunk: runner.PackedChunk) -> Any:
     with jax.enable_x64(True):
-        example = _stacked([jax.tree_util.tree_map(np.asarray, chunk.example)])
+        example = _stacked([chunk.example])
         return jax.jit(lanes_program(chunk)).lower(*example, np.int32(1)).compile()
 
 
@@ -127,11 +127,9 @@ def compiled_lanes(chunk: runner.PackedChunk, wait: bool = False) -> Optional[An
 
 def _data_on_host(run: runner.Run) -> Any:
     """The run's objective data as NumPy arrays, copied once per objective (a direction switch makes a new one)."""
-    cached = getattr(run, "_host_data", None)
-    if cached is None or cached[0] is not run.objective:
-        cached = (run.objective, jax.tree_util.tree_map(np.asarray, run.objective.data))
-        run._host_data = cached
-    return cached[1]
+    if run.host_data is None or run.host_data[0] is not run.objective:
+        run.host_data = (run.objective, jax.tree_util.tree_map(np.asarray, run.objective.data))
+    return run.host_data[1]
 
 
 def take_turns(runs: list[runner.Run], length: int, wait: bool = False, min_together: Optional[int] = None) -> list[Any]:
