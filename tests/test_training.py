@@ -367,26 +367,37 @@ def test_streamed_training_matches_in_memory_training(tmp_path):
     assert streamed.epochs == 3 and len(streamed.trace.epoch_loss) == 4
 
 
-def test_a_one_epoch_stream_reads_the_file_three_times_and_theta0_is_evaluated_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("spill", [False, None])
+def test_a_one_epoch_stream_reads_the_file_three_times_and_theta0_is_evaluated_exactly(tmp_path, monkeypatch,
+                                                                                      spill):
     """The scan, the epoch (which also evaluates θ_0) and the final evaluation: three reads, not four;
+    with the spill (the default) only the scan decodes the file, and the other two read the spill.
     θ_0's epoch record equals an in-memory evaluation of the same rows (its sums in another order)."""
     from gdlab import data as datamod
+    from gdlab.spill import Spill
 
     path = tmp_path / "three.parquet"
     write_logistic_parquet(path, 12_000, 5, seed=7, row_group_rows=1_500)
     reads = []
-    original = datamod.TableFile.batches
 
-    def counted(self, columns, rows, rng=None, text_target=None):
-        reads.append(rng is not None)
-        return original(self, columns, rows, rng, text_target)
+    def counting(cls, name, shuffled):
+        original = getattr(cls, name)
 
-    monkeypatch.setattr(datamod.TableFile, "batches", counted)
+        def counted(self, *args, **kwargs):
+            reads.append((cls.__name__, shuffled(args, kwargs)))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
+
+    counting(datamod.TableFile, "_batches", lambda args, kwargs: args[2] is not None)
+    counting(Spill, "blocks", lambda args, kwargs: kwargs.get("order", args[0] if args else None) is not None)
     common = dict(target="label", test_size=0.2, seed=3, l2=0.01)
     res = gdlab.train(str(path), "logistic", optimizer=optim.adam(0.01), batch_size=256, epochs=1, stream=True,
-                      memory_limit=2 << 20, **common)
-    assert reads == [False, True, False]          # scan, the epoch (row groups shuffled), the final evaluation
-    monkeypatch.setattr(datamod.TableFile, "batches", original)
+                      memory_limit=2 << 20, spill=spill, **common)
+    passes = "Spill" if spill is None else "TableFile"
+    # scan, the epoch (row groups shuffled), the final evaluation
+    assert reads == [("TableFile", False), (passes, True), (passes, False)]
+    monkeypatch.undo()
     loaded = datamod.load(str(path), "logistic", target="label", test_size=0.2, seed=3, stream=False)
     theta0 = res.trace.params[0]                  # W = 0, b = the log-odds of the training labels
     with jax.enable_x64(True):

@@ -20,8 +20,9 @@ the data; the test share is test_size on average (binomially distributed, like a
 **Streaming.** A file whose numeric columns would take more than a quarter of
 ``memory_limit`` in float64 (loading, splitting and the copy JAX makes take about four times
 that) is never loaded whole: one pass computes the split counts, the standardisation and the
-labels; each epoch reads the record batches again (Parquet row groups in a new random order
-each epoch), and a shuffle buffer of ``buffer_rows`` rows mixes them: each incoming row takes
+labels, and writes the decoded rows to a spill file beside the data (:mod:`gdlab.spill`; not
+where the disk lacks room); each epoch reads the record batches again, from the spill or the
+file (Parquet row groups in a new random order each epoch), and a shuffle buffer of ``buffer_rows`` rows mixes them: each incoming row takes
 the place of a randomly chosen row in the buffer, which goes out into the next mini-batch
 (the scheme of tf.data's ``shuffle``). With a buffer at least as large as the training split
 this is a uniform random permutation per epoch. Every epoch uses whole mini-batches only:
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
+
+from gdlab.spill import Spill, open_spill
 
 DATASETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -364,10 +367,18 @@ class TableFile:
         in order; the order is drawn now, so the reading may go on in another thread). CSV is read
         front to back; numeric columns are read as float64.
         """
-        order = None
+        return self._batches(list(columns), rows, self.group_order(rng), text_target)
+
+    def group_order(self, rng: np.random.Generator | None) -> np.ndarray | None:
+        """The order a pass reads the Parquet row groups in: random with ``rng``, else the file's (None)."""
         if rng is not None and self.format == "parquet":
-            order = rng.permutation(len(self.row_group_rows))
-        return self._batches(list(columns), rows, order, text_target)
+            return rng.permutation(len(self.row_group_rows))
+        return None
+
+    @property
+    def group_starts(self) -> np.ndarray:
+        """The first row of each row group (a CSV file is one group)."""
+        return np.concatenate([[0], np.cumsum(self.row_group_rows)[:-1]]).astype(np.int64)
 
     def _batches(self, columns: list[str], rows: int, order: np.ndarray | None,
                  text_target: str | None) -> Iterator[tuple[int, Any]]:
@@ -727,16 +738,29 @@ class Stream:
     scale: np.ndarray
     target_mean: Any
     budget: Budget
+    spill: Spill | None = None
 
     def blocks(self, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(X standardised, y, is_test) per record batch, every row of the file, read ahead by a thread."""
-        text = self.target if self.kind == "softmax" else None
-        return read_ahead(self._blocks(self.file.batches([*self.features, self.target], self.budget.block_rows,
-                                                         rng, text)))
+        """(X standardised, y, is_test) per record batch, every row of the file, read ahead by a thread.
 
-    def _blocks(self, batches: Iterator[tuple[int, Any]]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        for offset, batch in batches:
-            X, y = _block_arrays(batch, self.features, self.target, offset)
+        The rows come from the scan's spill when there is one (the same arrays, without decoding
+        the file again; see :mod:`gdlab.spill`), else from the file.
+        """
+        order = self.file.group_order(rng)
+        if self.spill is not None and self.spill.ok:
+            return self._blocks(self.spill.blocks(order))
+        text = self.target if self.kind == "softmax" else None
+        batches = self.file._batches([*self.features, self.target], self.budget.block_rows, order, text)
+        return read_ahead(self._blocks(_row_blocks(batches, self.features, self.target)))
+
+    def close(self) -> None:
+        """Free the spill's disk space now (later passes decode the file)."""
+        if self.spill is not None:
+            self.spill.close()
+
+    def _blocks(self, rows: Iterator[tuple[int, np.ndarray, np.ndarray]]
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for offset, X, y in rows:
             if self.kind == "softmax":      # class indices; 0/1 labels and numbers were checked by the scan
                 y, _ = _labels(self.kind, y, self.target, self.classes)
             X -= self.mean
@@ -761,17 +785,58 @@ class Stream:
                 yield X[~test], y[~test]
 
 
+def _spilled(rows: Iterator[tuple[int, np.ndarray, np.ndarray]],
+             spill: Spill | None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    for offset, X, y in rows:
+        if spill is not None:
+            spill.add(offset, X, y)
+        yield offset, X, y
+
+
+def _cannot_spill(file: TableFile, reason: str) -> DataError:
+    return DataError(f"cannot spill the decoded rows of {file.path!r} to disk beside it ({reason}); free some disk "
+                     f"space there, or pass spill=False to decode the file on every pass.")
+
+
+def _open_spill(file: TableFile, features: list[str], spill: bool | None) -> Spill | None:
+    if spill is False:
+        return None
+    try:
+        return open_spill(file.path, file.float_bytes(len(features) + 1), len(features), file.group_starts,
+                          required=bool(spill))
+    except OSError as exc:
+        raise _cannot_spill(file, _first_line(exc)) from None
+
+
 def _scan(file: TableFile, name: str, features: list[str], target: str, kind: str, test_size: float, seed: int,
-          standardize: bool, plan: Budget) -> Stream:
-    """The one streaming pass: split counts, standardisation of the training rows, the labels."""
+          standardize: bool, plan: Budget, spill: bool | None = None) -> Stream:
+    """The one streaming pass: split counts, standardisation of the training rows, the labels; it
+    writes the decoded rows to a :class:`gdlab.spill.Spill` unless ``spill`` is False."""
+    kept = _open_spill(file, features, spill)
+    try:
+        stream = _scan_rows(file, name, features, target, kind, test_size, seed, standardize, plan, kept)
+    except BaseException:
+        if kept is not None:
+            kept.close()
+        raise
+    if kept is not None and not kept.finish():
+        if spill:
+            raise _cannot_spill(file, _first_line(kept.error) if kept.error else f"the target {target!r} holds text")
+        kept = None
+    stream.spill = kept
+    return stream
+
+
+def _scan_rows(file: TableFile, name: str, features: list[str], target: str, kind: str, test_size: float, seed: int,
+               standardize: bool, plan: Budget, spill: Spill | None) -> Stream:
     stats = Moments(0, np.zeros(len(features)), np.zeros(len(features)))
     n_train = n_test = 0
     y_sum = 0.0
     label_counts: dict = {}
     seen_binary: set = set()
     text = target if kind == "softmax" else None
-    for offset, X, y in read_ahead(_row_blocks(file.batches([*features, target], plan.block_rows, None, text),
-                                               features, target)):
+    batches = file.batches([*features, target], plan.block_rows, None, text)
+    for offset, X, y in read_ahead(_spilled(_row_blocks(batches, features, target), spill)):
         test = in_test_split(np.arange(offset, offset + len(y)), seed, test_size)
         train = ~test
         n_test += int(test.sum())
@@ -824,7 +889,7 @@ def _check_options(test_size: float, seed: int) -> None:
 def load(data: Any, kind: str, *, target: str | None = None, features: Sequence[str] | None = None,
          test_size: float = 0.2, seed: int = 0, standardize: bool = True, stream: bool | None = None,
          memory_limit: int = DEFAULT_MEMORY_LIMIT, batch_size: int = 0,
-         buffer_rows: int | None = None) -> Dataset | Stream:
+         buffer_rows: int | None = None, spill: bool | None = None) -> Dataset | Stream:
     """Load, split and standardise ``data`` for a model of ``kind``; stream it when it is too large.
 
     Args:
@@ -841,6 +906,9 @@ def load(data: Any, kind: str, *, target: str | None = None, features: Sequence[
         numeric columns would take more than ``memory_limit / 4`` bytes as float64.
       memory_limit: bytes the data may use; sets the streaming buffers (see :func:`budget`).
       batch_size, buffer_rows: the mini-batch size and shuffle buffer used when streaming.
+      spill: when streaming, write the decoded rows to a temporary file beside ``data`` so that
+        later passes read them without decoding the file (see :mod:`gdlab.spill`): True to
+        require it, False never, None (default) when that disk has room for twice the rows.
 
     Returns:
       A :class:`Dataset` in memory, or a :class:`Stream`.
@@ -851,6 +919,8 @@ def load(data: Any, kind: str, *, target: str | None = None, features: Sequence[
       ((150, 4), (0, 1, 2), 1.0)
     """
     _check_options(test_size, seed)
+    if spill not in (None, True, False):
+        raise DataError(f"spill must be True, False or None (spill when the disk has room), got {spill!r}.")
     if kind not in ("linear", "logistic", "softmax"):
         raise DataError(f"model must be one of linear, logistic, softmax, got {kind!r}.")
     if isinstance(data, tuple) and len(data) == 2:
@@ -890,7 +960,7 @@ def load(data: Any, kind: str, *, target: str | None = None, features: Sequence[
     plan = budget(memory_limit, len(chosen) + 1, max(batch_size, 1), buffer_rows)
     too_big = file.float_bytes(len(chosen) + 1) > memory_limit / 4
     if stream or (stream is None and too_big):
-        return _scan(file, text, chosen, target, kind, test_size, seed, standardize, plan)
+        return _scan(file, text, chosen, target, kind, test_size, seed, standardize, plan, spill)
     tname = target
     Xs, ys = [], []
     batches = file.batches([*chosen, tname], plan.block_rows, None, tname if kind == "softmax" else None)

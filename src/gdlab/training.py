@@ -568,7 +568,26 @@ def _in_memory_chunks(ds: datamod.Dataset, batch_size: int, epochs: int, rng: np
 def _stream_chunks(stream: datamod.Stream, batch_size: int, epochs: int, rng: np.random.Generator,
                    where: list, first_pass: _PassSums | None = None) -> Iterator[tuple]:
     """Chunks of mini-batches, epoch after epoch; ``first_pass`` is fed every record batch of
-    the first epoch's read (and marked complete at its end)."""
+    the first epoch's read (and marked complete at its end).
+
+    A thread makes the next chunk (reading, shuffling, stacking: ~0.4 s of one epoch over
+    1.3·10⁶ rows here) while the device runs the last one; ``where`` is set as each chunk is
+    taken, not as it is made.
+    """
+    made = _made_chunks(stream, batch_size, epochs, rng, first_pass, bool(jax.config.jax_enable_x64))
+    for chunk, X, y in datamod.read_ahead(made, depth=1):
+        where[:] = [chunk]
+        yield X, y
+
+
+def _made_chunks(stream: datamod.Stream, batch_size: int, epochs: int, rng: np.random.Generator,
+                 first_pass: _PassSums | None, x64: bool) -> Iterator[tuple[_Chunk, np.ndarray, np.ndarray]]:
+    with jax.enable_x64(x64):         # the caller's precision (thread-local) for first_pass's sums
+        yield from _epoch_chunks(stream, batch_size, epochs, rng, first_pass)
+
+
+def _epoch_chunks(stream: datamod.Stream, batch_size: int, epochs: int, rng: np.random.Generator,
+                  first_pass: _PassSums | None) -> Iterator[tuple[_Chunk, np.ndarray, np.ndarray]]:
     chunk_steps = stream.budget.chunk_steps
     for epoch in range(epochs):
         each = first_pass if epoch == 0 else None
@@ -579,14 +598,12 @@ def _stream_chunks(stream: datamod.Stream, batch_size: int, epochs: int, rng: np
         for batch in batches:
             pending.append(batch)
             if len(pending) == chunk_steps:
-                where[:] = [_Chunk(epoch, first)]
-                yield np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
+                yield _Chunk(epoch, first), np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
                 pending, first = [], False
         if each is not None:          # the shuffle buffer drains only after the last record batch
             each.complete = True
         if pending:
-            where[:] = [_Chunk(epoch, first)]
-            yield np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
+            yield _Chunk(epoch, first), np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
 
 
 # ------------------------------------------------------------------------------- the result
@@ -762,7 +779,8 @@ def train(data: Any, model: str = "logistic", loss: str | None = None,
           seed: int = 0, l2: float | None = None, C: float | None = None, solver: str = "auto",
           tol: float = 1e-15, patience: int = 10, grad_tol: float = 1e-10, stream: bool | None = None,
           memory_limit: int = datamod.DEFAULT_MEMORY_LIMIT, shuffle_buffer: int | None = None,
-          callback: Callable[[dict], None] | None = None, precision: str = "float64") -> TrainResult:
+          callback: Callable[[dict], None] | None = None, precision: str = "float64",
+          spill: bool | None = None) -> TrainResult:
     r"""Train a linear, logistic or softmax regression by gradient descent.
 
     .. math::  \min_\theta\ J(\theta) = \frac1n\sum_i \ell(z_i, y_i) + \frac{\lambda}{2}\lVert W\rVert^2,
@@ -796,6 +814,10 @@ def train(data: Any, model: str = "logistic", loss: str | None = None,
         ‖∇J‖ ≤ grad_tol; 0 turns a rule off.
       stream: stream a file in record batches (True), load it (False) or decide by ``memory_limit``
         (None). memory_limit: bytes the data may take; shuffle_buffer: rows of the shuffle buffer.
+      spill: when streaming, keep the rows the first pass decodes in a temporary file beside the
+        data, so that each later pass (an epoch, an evaluation) reads them without decoding the
+        file again (:mod:`gdlab.spill`): True to require it, False never, None (default) when that
+        disk has room for twice the rows as float64.
       callback: called after each compiled chunk with a dict: ``step``, ``epoch`` (completed, a
         float), ``total_steps`` (planned, or None), ``rows`` (the chunk's trace rows).
       precision: ``float64`` (default; JAX is switched to 64-bit inside this call only) or ``float32``.
@@ -820,23 +842,27 @@ def train(data: Any, model: str = "logistic", loss: str | None = None,
         try:
             return _train(data, model, loss, optimizer, target, features, batch_size, epochs, max_steps, test_size,
                           standardize, init, seed, l2, C, solver, tol, patience, grad_tol, stream, memory_limit,
-                          shuffle_buffer, callback)
+                          shuffle_buffer, callback, spill)
         finally:
             _DEVICE_CACHE.clear()          # the data's device copy goes with the run
 
 
 def _train(data, kind, loss_name, optimizer, target, features, batch_size, epochs, max_steps, test_size,
            standardize, init, seed, l2, C, solver, tol, patience, grad_tol, stream, memory_limit, shuffle_buffer,
-           callback) -> TrainResult:
+           callback, spill=None) -> TrainResult:
     started = time.perf_counter()
     batch_size = _check_settings(kind, loss_name, batch_size, epochs, max_steps, init, tol, patience, grad_tol,
                                  memory_limit, shuffle_buffer)
 
     source, model, lam, plan, theta0 = _read_problem(data, kind, loss_name, target, features, batch_size, epochs,
                                                      max_steps, test_size, standardize, init, seed, l2, C, stream,
-                                                     memory_limit, shuffle_buffer)
-    return _train_source(source, model, lam, plan, theta0, optimizer, batch_size, solver, tol, patience, grad_tol,
-                        seed, callback, started)
+                                                     memory_limit, shuffle_buffer, spill)
+    try:
+        return _train_source(source, model, lam, plan, theta0, optimizer, batch_size, solver, tol, patience,
+                             grad_tol, seed, callback, started)
+    finally:
+        if isinstance(source, datamod.Stream):
+            source.close()              # the spill's disk space goes with the run
 
 
 def _train_source(source, model: Model, lam: float, plan: _Plan, theta0: np.ndarray, optimizer, batch_size: int,
@@ -915,11 +941,11 @@ def _train_source(source, model: Model, lam: float, plan: _Plan, theta0: np.ndar
 
 
 def _read_problem(data, kind, loss_name, target, features, batch_size, epochs, max_steps, test_size, standardize,
-                  init, seed, l2, C, stream, memory_limit, shuffle_buffer):
+                  init, seed, l2, C, stream, memory_limit, shuffle_buffer, spill=None):
     """One reading of the data, the model, the penalty, the run's length and θ₀ (train and the sweep share it)."""
     source = datamod.load(data, kind, target=target, features=features, test_size=test_size, seed=seed,
                           standardize=standardize, stream=stream, memory_limit=memory_limit,
-                          batch_size=max(batch_size, 1), buffer_rows=shuffle_buffer)
+                          batch_size=max(batch_size, 1), buffer_rows=shuffle_buffer, spill=spill)
     if isinstance(source, datamod.Stream) and batch_size == 0:
         raise ValueError(f"batch gradient descent needs every training row in memory at each step, and "
                          f"{source.name!r} is streamed (too large for memory_limit); give a mini-batch size "

@@ -184,6 +184,10 @@ def check_options(*, lr, momentum, damping, decay, alpha, period_mult, l2, C, to
               help="Memory the data may take (1024-based units: 512M, 2G); sizes the streaming buffers.")
 @click.option("--shuffle-buffer", type=click.IntRange(1, 2**31 - 2), default=None,
               help="Rows in the streaming shuffle buffer (default: a quarter of --memory-limit).")
+@click.option("--spill/--no-spill", default=None,
+              help="When streaming, keep the rows the first pass decodes in a temporary file beside the data "
+              "(float64, deleted at the end), so that later passes need not decode the file again. Default: "
+              "spill when that disk has room for twice the rows.")
 @click.option("--json", "json_out", default=None, metavar="PATH|-",
               help="Write the result and its trace as JSON to PATH, or to stdout with '-' (stdout then holds the "
               "JSON alone).")
@@ -203,7 +207,8 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
                   period: Optional[int], period_mult: float, batch_size: int, epochs: Optional[int],
                   max_steps: Optional[int], test_size: float, standardize: bool, init: str, seed: int,
                   l2: Optional[float], C: Optional[float], tol: float, patience: int, grad_tol: float,
-                  stream: Optional[bool], memory_limit: int, shuffle_buffer: Optional[int], json_out: Optional[str],
+                  stream: Optional[bool], memory_limit: int, shuffle_buffer: Optional[int], spill: Optional[bool],
+                  json_out: Optional[str],
                   plot_path: Optional[str], animate_path: Optional[str], plot_size: str,
                   save_weights: Optional[str], engine: str, scheduler: Optional[str], workers: Optional[int]) -> None:
     """Train a linear, logistic or softmax regression by gradient descent: batch or mini-batch.
@@ -231,7 +236,7 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
 
     check_engine(engine, scheduler, workers)
     if engine == "dask":
-        _check_dask_training(batch_size, stream, shuffle_buffer)
+        _check_dask_training(batch_size, stream, shuffle_buffer, spill)
 
     feature_list = check_options(lr=lr, momentum=momentum, damping=damping, decay=decay, alpha=alpha,
                                  period_mult=period_mult, l2=l2, C=C, tol=tol, grad_tol=grad_tol,
@@ -273,7 +278,7 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
             result = train_dask(data, model, loss, build, scheduler=scheduler, workers=workers, **shared)
         else:
             result = training.train(data, model, loss, build, batch_size=batch_size, stream=stream,
-                                    memory_limit=memory_limit, shuffle_buffer=shuffle_buffer, **shared)
+                                    memory_limit=memory_limit, shuffle_buffer=shuffle_buffer, spill=spill, **shared)
     settings = {"optimizer": optimizer, "lr": rate0, "schedule": schedule, "momentum": momentum, "damping": damping}
     emit_json(train_json(result, settings), json_out)
     if save_weights is not None:
@@ -285,13 +290,16 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
         print_table(Console(), result, settings)
 
 
-def _check_dask_training(batch_size: int, stream: Optional[bool], shuffle_buffer: Optional[int]) -> None:
+def _check_dask_training(batch_size: int, stream: Optional[bool], shuffle_buffer: Optional[int],
+                         spill: Optional[bool] = None) -> None:
     """Refuse the mini-batch and streaming options with --engine dask, which trains on full batches."""
     if batch_size:
         raise UserError(f"--engine dask trains on full batches (each step sums over every partition on the workers); "
                         f"drop --batch-size {batch_size}, or train mini-batches with --engine local.")
-    if stream is not None or shuffle_buffer is not None:
-        option = "--shuffle-buffer" if shuffle_buffer is not None else ("--stream" if stream else "--no-stream")
+    if stream is not None or shuffle_buffer is not None or spill is not None:
+        option = ("--shuffle-buffer" if shuffle_buffer is not None else
+                  ("--stream" if stream else "--no-stream") if stream is not None else
+                  ("--spill" if spill else "--no-spill"))
         raise UserError(f"{option} is for --engine local; with --engine dask the partitions stay on the workers, "
                         f"so drop {option}.")
 
