@@ -113,6 +113,9 @@ class FillsUp:
     def __init__(self, room: int):
         self.room, self.closed = room, False
 
+    def seek(self, _):
+        pass
+
     def write(self, _):
         self.room -= 1
         if self.room < 0:
@@ -124,7 +127,7 @@ class FillsUp:
 
 def test_a_disk_that_fills_up_mid_scan_drops_the_spill(files, monkeypatch):
     handles = []
-    monkeypatch.setattr(spill.tempfile, "TemporaryFile", lambda dir: handles.append(FillsUp(3)) or handles[-1])
+    monkeypatch.setattr(spill.tempfile, "TemporaryFile", lambda **_: handles.append(FillsUp(3)) or handles[-1])
     st = streamed(files / "t.parquet")
     assert st.spill is None and handles[0].closed
     reference = streamed(files / "t.parquet", spill=False)
@@ -149,3 +152,22 @@ def test_the_cli_takes_no_spill_and_refuses_it_with_dask(tmp_path):
     line = assert_one_line_error(*invoke("train", "--data", "breast_cancer", "--model", "logistic", "--engine", "dask",
                                          "--no-spill"))
     assert "--no-spill is for --engine local" in line, line
+
+
+@pytest.mark.parametrize("order", [None, np.array([2, 0, 1])])
+def test_two_decoding_threads_give_the_one_reader_sequence(files, order):
+    """Row groups decoded by two threads come out in the order asked, each batch with its own rows."""
+    file = data.TableFile.open(str(files / "t.parquet"))
+    features = ["x0", "x1", "x2"]
+    one = list(data.decoded_blocks(file, features, "label", 1024, order, workers=1))
+    two = list(data.decoded_blocks(file, features, "label", 1024, order, workers=2))
+    assert [o for o, _, _ in two] == [o for o, _, _ in one]
+    groups = [0, 1, 2] if order is None else order.tolist()
+    starts = {0: 0, 1: 1500, 2: 3000}
+    assert [o for o, _, _ in two][0] == starts[groups[0]]
+    table = pq.read_table(files / "t.parquet")
+    X = np.column_stack([table[c].to_numpy() for c in features])
+    for (offset, Xa, ya), (_, Xb, yb) in zip(two, one):
+        assert Xa.tobytes() == Xb.tobytes() and ya.tobytes() == yb.tobytes()
+        np.testing.assert_array_equal(Xa, X[offset:offset + len(ya)])
+    assert sum(len(y) for _, _, y in two) == 4000

@@ -380,23 +380,24 @@ def test_a_one_epoch_stream_reads_the_file_three_times_and_theta0_is_evaluated_e
     write_logistic_parquet(path, 12_000, 5, seed=7, row_group_rows=1_500)
     reads = []
 
-    def counting(cls, name, shuffled):
-        original = getattr(cls, name)
+    def counting(owner, name, label, order_at):
+        original = getattr(owner, name)
 
-        def counted(self, *args, **kwargs):
-            reads.append((cls.__name__, shuffled(args, kwargs)))
-            return original(self, *args, **kwargs)
+        def counted(*args, **kwargs):
+            order = kwargs.get("order", args[order_at] if len(args) > order_at else None)
+            reads.append((label, order is not None))
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(cls, name, counted)
+        monkeypatch.setattr(owner, name, counted)
 
-    counting(datamod.TableFile, "_batches", lambda args, kwargs: args[2] is not None)
-    counting(Spill, "blocks", lambda args, kwargs: kwargs.get("order", args[0] if args else None) is not None)
+    counting(datamod, "decoded_blocks", "file", 4)        # (file, features, target, rows, order)
+    counting(Spill, "blocks", "spill", 1)                 # (self, order)
     common = dict(target="label", test_size=0.2, seed=3, l2=0.01)
     res = gdlab.train(str(path), "logistic", optimizer=optim.adam(0.01), batch_size=256, epochs=1, stream=True,
                       memory_limit=2 << 20, spill=spill, **common)
-    passes = "Spill" if spill is None else "TableFile"
+    passes = "spill" if spill is None else "file"
     # scan, the epoch (row groups shuffled), the final evaluation
-    assert reads == [("TableFile", False), (passes, True), (passes, False)]
+    assert reads == [("file", False), (passes, True), (passes, False)]
     monkeypatch.undo()
     loaded = datamod.load(str(path), "logistic", target="label", test_size=0.2, seed=3, stream=False)
     theta0 = res.trace.params[0]                  # W = 0, b = the log-odds of the training labels

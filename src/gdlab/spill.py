@@ -26,6 +26,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from gdlab.buffers import aligned_empty
+
 _FLOAT_BYTES = 8
 
 
@@ -44,7 +46,7 @@ class Spill:
       ...     spill.add(offset, np.arange(6.0).reshape(3, 2) + offset, np.full(3, float(offset)))
       >>> spill.finish()
       True
-      >>> [(offset, X[0, 0], y[0]) for offset, X, y in spill.blocks(order=np.array([1, 0]))]
+      >>> [(offset, float(X[0, 0]), float(y[0])) for offset, X, y in spill.blocks(order=np.array([1, 0]))]
       [(3, 3.0, 3.0), (0, 0.0, 0.0)]
     """
 
@@ -59,32 +61,38 @@ class Spill:
         self._lock = threading.Lock()
 
     def add(self, offset: int, X: np.ndarray, y: np.ndarray) -> None:
-        """Write one record batch (rows ``offset`` onward); give up, without raising, on a full disk
-        or on labels that are not numbers (a softmax target given as text)."""
-        if not self.ok:
-            return
-        if X.dtype != np.float64 or y.dtype != np.float64:
-            self.close()
-            return
-        try:
-            self.handle.write(np.ascontiguousarray(X).data)
-            self.handle.write(np.ascontiguousarray(y).data)
-        except OSError as exc:
-            self.error = exc
-            self.close()
-            return
+        """Write one record batch (rows ``offset`` onward) at its place, rows × columns × 8 bytes
+        from the start, so that threads decoding different row groups may add at once. Give up,
+        without raising, on a full disk or on labels that are not numbers (a softmax target given
+        as text)."""
+        position = offset * (self.n_features + 1) * _FLOAT_BYTES
         group = int(np.searchsorted(self.group_starts, offset, side="right")) - 1
-        self.spans[group].append((offset, len(y), self.size))
-        self.size += len(y) * (self.n_features + 1) * _FLOAT_BYTES
-
-    def finish(self) -> bool:
-        """Flush what was written; True when every record batch is in the spill."""
-        if self.ok:
+        with self._lock:
+            if not self.ok:
+                return
+            if X.dtype != np.float64 or y.dtype != np.float64:
+                self.close()
+                return
             try:
-                self.handle.flush()
+                self.handle.seek(position)
+                self.handle.write(np.ascontiguousarray(X).data)
+                self.handle.write(np.ascontiguousarray(y).data)
             except OSError as exc:
                 self.error = exc
                 self.close()
+                return
+            self.spans[group].append((offset, len(y), position))     # one thread decodes a group, in order
+            self.size += len(y) * (self.n_features + 1) * _FLOAT_BYTES
+
+    def finish(self) -> bool:
+        """Flush what was written; True when every record batch is in the spill."""
+        with self._lock:
+            if self.ok:
+                try:
+                    self.handle.flush()
+                except OSError as exc:
+                    self.error = exc
+                    self.close()
         return self.ok
 
     def close(self) -> None:
@@ -98,7 +106,7 @@ class Spill:
         d = self.n_features
         for group in range(len(self.spans)) if order is None else order:
             for offset, rows, position in self.spans[int(group)]:
-                flat = np.empty(rows * (d + 1))
+                flat = aligned_empty(rows * (d + 1))       # X read in place by a jitted pass
                 with self._lock:
                     self.handle.seek(position)
                     got = self.handle.readinto(flat.data)

@@ -53,6 +53,7 @@ import optax
 
 from gdlab import data as datamod
 from gdlab import engine, models, optim, stopping
+from gdlab.buffers import aligned_empty, aligned_stack
 from gdlab.models import Model
 
 OPTIMIZERS = ("gd", "momentum", "nesterov", "adam", "natural", "natural-diag")
@@ -437,11 +438,9 @@ def on_device(a: Any) -> jax.Array:
     return jax.device_put(a)
 
 
-def _aligned_copy(a: np.ndarray, align: int = 64) -> np.ndarray:
-    """A C-contiguous copy of ``a`` in a buffer that starts at a multiple of ``align`` bytes."""
-    buffer = np.empty(a.size + align // a.itemsize, a.dtype)
-    start = (-buffer.ctypes.data % align) // a.itemsize
-    out = buffer[start:start + a.size].reshape(a.shape)
+def _aligned_copy(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` in a buffer that starts at a multiple of 64 bytes."""
+    out = aligned_empty(a.shape, a.dtype)
     np.copyto(out, a)
     return out
 
@@ -598,12 +597,17 @@ def _epoch_chunks(stream: datamod.Stream, batch_size: int, epochs: int, rng: np.
         for batch in batches:
             pending.append(batch)
             if len(pending) == chunk_steps:
-                yield _Chunk(epoch, first), np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
+                yield _Chunk(epoch, first), *_stacked(pending)
                 pending, first = [], False
         if each is not None:          # the shuffle buffer drains only after the last record batch
             each.complete = True
         if pending:
-            yield _Chunk(epoch, first), np.stack([b[0] for b in pending]), np.stack([b[1] for b in pending])
+            yield _Chunk(epoch, first), *_stacked(pending)
+
+
+def _stacked(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's (X, y) stacked in buffers the device reads in place (see :mod:`gdlab.buffers`)."""
+    return aligned_stack([X for X, _ in batches]), aligned_stack([y for _, y in batches])
 
 
 # ------------------------------------------------------------------------------- the result
