@@ -548,12 +548,15 @@ def _row_blocks(batches: Iterator[tuple[int, Any]], features: Sequence[str],
         yield offset, X, y
 
 
-DECODERS = 2            # threads decoding Parquet row groups; 1.1-1.3 s → 0.65-0.8 s a pass here (2 cores)
+# Threads decoding Parquet row groups when a file is loaded whole: a pass of the out-of-core benchmark's
+# file took 1.1-1.3 s with one, 0.65-0.8 s with two (2 cores). Streaming passes use one: with two, the
+# peak memory of that benchmark's run grew by 195 MiB over its warm-up instead of 105 (cap 128 MiB).
+DECODERS = 2
 
 
 def decoded_blocks(file: TableFile, features: Sequence[str], target: str, rows: int,
                    order: np.ndarray | None = None, *, text_target: str | None = None, spill: Spill | None = None,
-                   workers: int = DECODERS) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                   workers: int = 1) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(first row, X, y) of each record batch of ``file``, decoded ahead of the consumer by threads.
 
     Parquet row groups are shared out between ``workers`` threads (the i-th group of ``order``
@@ -567,7 +570,7 @@ def decoded_blocks(file: TableFile, features: Sequence[str], target: str, rows: 
       order: the row groups in the order to yield them (a permutation), or None.
       text_target: the target, when it may hold text (a softmax target in a CSV file).
       spill: a :class:`gdlab.spill.Spill` to write each decoded batch to.
-      workers: decoding threads for Parquet.
+      workers: decoding threads for Parquet (each holds its own record batches: more memory).
 
     Returns:
       An iterator of (first row, X as float64, y).
@@ -1012,7 +1015,7 @@ def load(data: Any, kind: str, *, target: str | None = None, features: Sequence[
     tname = target
     Xs, ys = [], []
     for _, X, y in decoded_blocks(file, chosen, tname, plan.block_rows,
-                                  text_target=tname if kind == "softmax" else None):
+                                  text_target=tname if kind == "softmax" else None, workers=DECODERS):
         Xs.append(X)
         ys.append(y)
     if not ys or sum(len(y) for y in ys) == 0:
