@@ -555,21 +555,19 @@ DECODERS = 2
 
 
 def decoded_blocks(file: TableFile, features: Sequence[str], target: str, rows: int,
-                   order: np.ndarray | None = None, *, text_target: str | None = None, spill: Spill | None = None,
+                   order: np.ndarray | None = None, *, text_target: str | None = None,
                    workers: int = 1) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(first row, X, y) of each record batch of ``file``, decoded ahead of the consumer by threads.
 
     Parquet row groups are shared out between ``workers`` threads (the i-th group of ``order``
     to thread i mod workers, each reading its groups in turn), and the batches come out in the
     order of ``order`` (default: the file's), so the consumer sees the sequence one reader would
-    give. A CSV file, or a single row group, is read by one thread. Each batch is also written to
-    ``spill`` (by the thread that decoded it) when one is given.
+    give. A CSV file, or a single row group, is read by one thread.
 
     Args:
       file: the file; features, target: the columns; rows: rows per record batch.
       order: the row groups in the order to yield them (a permutation), or None.
       text_target: the target, when it may hold text (a softmax target in a CSV file).
-      spill: a :class:`gdlab.spill.Spill` to write each decoded batch to.
       workers: decoding threads for Parquet (each holds its own record batches: more memory).
 
     Returns:
@@ -579,7 +577,7 @@ def decoded_blocks(file: TableFile, features: Sequence[str], target: str, rows: 
 
     def read(groups: np.ndarray | None, depth: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         batches = file._batches(columns, rows, groups, text_target)
-        return read_ahead(_spilled(_row_blocks(batches, features, target), spill), depth=depth)
+        return read_ahead(_row_blocks(batches, features, target), depth=depth)
 
     groups = np.arange(len(file.row_group_rows)) if order is None else np.asarray(order)
     if file.format != "parquet" or len(groups) < 2 or workers < 2:
@@ -759,14 +757,23 @@ def shuffled_batches(blocks: Iterator[tuple[np.ndarray, np.ndarray]], batch_size
         for start in range(take, len(y), buffer_rows):            # each new row evicts a random one
             stop = min(start + buffer_rows, len(y))
             slots = rng.choice(buffer_rows, size=stop - start, replace=False)
-            out_X, out_y = pool_X[slots], pool_y[slots]            # fancy indexing copies
-            pool_X[slots], pool_y[slots] = X[start:stop], y[start:stop]
+            out_X, out_y = np.take(pool_X, slots, axis=0), pool_y[slots]       # copies
+            _put_rows(pool_X, slots, X[start:stop])
+            pool_y[slots] = y[start:stop]
             yield from batches_of(out_X, out_y)
     if pool_X is not None:            # empty the buffer in random order, a few batches' rows at a time
         rest = rng.permutation(filled)
         step = 16 * batch_size
         for i in range(0, filled, step):
-            yield from batches_of(pool_X[rest[i:i + step]], pool_y[rest[i:i + step]])
+            yield from batches_of(np.take(pool_X, rest[i:i + step], axis=0), pool_y[rest[i:i + step]])
+
+
+def _put_rows(pool: np.ndarray, slots: np.ndarray, rows: np.ndarray) -> None:
+    """``pool[slots] = rows`` for C-contiguous 2-D arrays, each row moved as one item: 0.14 s
+    against 0.19-0.23 s for 256 blocks of 5,140 rows of 50 float64 into 82,241 (as is ``np.take``
+    for the other way, 0.16 against 0.29 s)."""
+    row = np.dtype((np.void, pool.shape[1] * pool.itemsize))
+    np.put(pool.view(row).ravel(), slots, np.ascontiguousarray(rows).view(row).ravel())
 
 
 @dataclass
@@ -837,14 +844,6 @@ class Stream:
                 yield X[~test], y[~test]
 
 
-def _spilled(rows: Iterator[tuple[int, np.ndarray, np.ndarray]],
-             spill: Spill | None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    for offset, X, y in rows:
-        if spill is not None:
-            spill.add(offset, X, y)
-        yield offset, X, y
-
-
 def _cannot_spill(file: TableFile, reason: str) -> DataError:
     return DataError(f"cannot spill the decoded rows of {file.path!r} to disk beside it ({reason}); free some disk "
                      f"space there, or pass spill=False to decode the file on every pass.")
@@ -887,7 +886,9 @@ def _scan_rows(file: TableFile, name: str, features: list[str], target: str, kin
     label_counts: dict = {}
     seen_binary: set = set()
     text = target if kind == "softmax" else None
-    for offset, X, y in decoded_blocks(file, features, target, plan.block_rows, text_target=text, spill=spill):
+    for offset, X, y in decoded_blocks(file, features, target, plan.block_rows, text_target=text):
+        if spill is not None:         # here, not in the decoding thread: decoding is this pass's bottleneck
+            spill.add(offset, X, y)
         test = in_test_split(np.arange(offset, offset + len(y)), seed, test_size)
         train = ~test
         n_test += int(test.sum())
