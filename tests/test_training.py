@@ -414,6 +414,23 @@ def test_a_one_epoch_stream_reads_the_file_three_times_and_theta0_is_evaluated_e
     assert res.trace.epoch_loss[0] == pytest.approx(-p * math.log(p) - (1 - p) * math.log(1 - p), rel=1e-12)
 
 
+@pytest.mark.parametrize("spill", [None, False])
+def test_a_stream_stopped_early_leaves_no_reading_thread(tmp_path, spill):
+    """The next chunk is made by a thread (and, without a spill, the file read by another): a run
+    that stops mid-epoch (max_steps) must stop them, and its steps equal those of a longer run's."""
+    import threading
+
+    path = tmp_path / "early.parquet"
+    write_logistic_parquet(path, 8_000, 4, seed=9, row_group_rows=1_000)
+    common = dict(target="label", batch_size=128, test_size=0.0, stream=True, memory_limit=2 << 20, spill=spill)
+    short = gdlab.train(str(path), "logistic", optimizer=optim.adam(0.01), epochs=3, max_steps=25, **common)
+    assert short.steps == 25 and short.stop_reason == "max_steps"
+    readers = [t for t in threading.enumerate() if t.name == "gdlab-read-ahead"]
+    assert not readers, readers
+    longer = gdlab.train(str(path), "logistic", optimizer=optim.adam(0.01), epochs=1, **common)
+    np.testing.assert_array_equal(short.trace.params[:26], longer.trace.params[:26])
+
+
 def test_a_stream_that_stops_at_theta0_returns_to_it(tmp_path):
     """With grad_tol above ‖∇J(θ_0)‖ the run converges at θ_0: its evaluation is known only when the
     first epoch's read ends, so the epoch's steps are computed and then dropped."""
