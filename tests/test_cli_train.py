@@ -176,7 +176,7 @@ def test_help_answers_the_questions():
     for option in ("--data", "--target", "--features", "--model", "--loss", "--optimizer", "--lr", "--momentum",
                    "--schedule", "--decay", "--batch-size", "--epochs", "--max-steps", "--test-size", "--standardize",
                    "--no-standardize", "--init", "--seed", "--l2", "--C", "--damping", "--json", "--save-weights",
-                   "--tol", "--patience", "--grad-tol", "--memory-limit", "--stream", "--solver"):
+                   "--tol", "--patience", "--grad-tol", "--memory-limit", "--stream", "--solver", "--no-spill"):
         assert option in out, option
     flat = " ".join(out.split())
     for phrase in ("λ = 1/(C·n)", "Default: C = 1 (scikit-learn's) for logistic and softmax", "0 or 'full'",

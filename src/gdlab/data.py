@@ -22,8 +22,9 @@ the data; the test share is test_size on average (binomially distributed, like a
 that) is never loaded whole: one pass computes the split counts, the standardisation and the
 labels, and writes the decoded rows to a spill file beside the data (:mod:`gdlab.spill`; not
 where the disk lacks room); each epoch reads the record batches again, from the spill or the
-file (Parquet row groups in a new random order each epoch), and a shuffle buffer of ``buffer_rows`` rows mixes them: each incoming row takes
-the place of a randomly chosen row in the buffer, which goes out into the next mini-batch
+file (Parquet row groups in a new random order each epoch), and a shuffle buffer of
+``buffer_rows`` rows mixes them: each incoming row takes the place of a randomly chosen row in
+the buffer, which goes out into the next mini-batch
 (the scheme of tf.data's ``shuffle``). With a buffer at least as large as the training split
 this is a uniform random permutation per epoch. Every epoch uses whole mini-batches only:
 the last partial one (fewer than ``batch_size`` rows, different rows each epoch) is dropped,
@@ -801,10 +802,10 @@ class Stream:
     spill: Spill | None = None
 
     def blocks(self, rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(X standardised, y, is_test) per record batch, every row of the file, read ahead by a thread.
+        """(X standardised, y, is_test) per record batch, every row of the file.
 
         The rows come from the scan's spill when there is one (the same arrays, without decoding
-        the file again; see :mod:`gdlab.spill`), else from the file.
+        the file again; see :mod:`gdlab.spill`), else from the file, decoded ahead by a thread.
         """
         order = self.file.group_order(rng)
         if self.spill is not None and self.spill.ok:
