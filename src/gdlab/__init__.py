@@ -41,7 +41,7 @@ _ATTRIBUTES = {
 }
 _SUBMODULES = ("optim", "schedules", "stopping", "engine", "families", "targets", "divergences", "specs",
                "fisher", "invariance", "landscapes", "expressions", "sweep", "plots", "comparison",
-               "models", "data", "training", "distributed")
+               "models", "data", "spill", "training", "distributed")
 
 __all__ = sorted(set(_ATTRIBUTES) | set(_SUBMODULES))
 

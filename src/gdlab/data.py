@@ -573,6 +573,14 @@ def decoded_blocks(file: TableFile, features: Sequence[str], target: str, rows: 
 
     Returns:
       An iterator of (first row, X as float64, y).
+
+    Example:
+      >>> import os, tempfile, pyarrow as pa, pyarrow.parquet as pq
+      >>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+      >>> pq.write_table(pa.table({"a": np.arange(10.0), "label": np.arange(10) % 2}), path, row_group_size=4)
+      >>> blocks = decoded_blocks(TableFile.open(path), ["a"], "label", 3, order=np.array([2, 0, 1]), workers=2)
+      >>> [(offset, X[:, 0].tolist()) for offset, X, y in blocks]
+      [(8, [8.0, 9.0]), (0, [0.0, 1.0, 2.0]), (3, [3.0]), (4, [4.0, 5.0, 6.0]), (7, [7.0])]
     """
     columns = [*features, target]
 

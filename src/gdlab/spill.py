@@ -119,8 +119,27 @@ def open_spill(beside: str, nbytes: float, n_features: int, group_starts: np.nda
                required: bool) -> Spill | None:
     """A new spill in the directory of the file ``beside``, when that disk has room for 2 × ``nbytes``.
 
-    Returns None when the directory cannot take it; with ``required`` it raises OSError instead
-    (the caller words the error for its user).
+    The file is created unlinked (``tempfile.TemporaryFile``): nothing is left behind, even by a
+    process that is killed.
+
+    Args:
+      beside: the data file's path; the spill goes in its directory (the disk chosen for the data,
+        where a temporary folder may be a RAM-backed tmpfs).
+      nbytes: the bytes the spill will take (rows × columns × 8).
+      n_features, group_starts: as for :class:`Spill`.
+      required: raise when the spill cannot be made, instead of returning None.
+
+    Returns:
+      A :class:`Spill`, or None when the directory cannot take it (with ``required``, OSError is
+      raised instead; the caller words the error for its user).
+
+    Example:
+      >>> import os, tempfile
+      >>> beside = os.path.join(tempfile.mkdtemp(), "data.parquet")
+      >>> open_spill(beside, 1e3, 2, np.array([0]), required=False).ok
+      True
+      >>> open_spill(beside, 1e30, 2, np.array([0]), required=False) is None
+      True
     """
     directory = os.path.dirname(os.path.abspath(beside))
     try:
