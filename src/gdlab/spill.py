@@ -62,9 +62,8 @@ class Spill:
 
     def add(self, offset: int, X: np.ndarray, y: np.ndarray) -> None:
         """Write one record batch (rows ``offset`` onward) at its place, rows × columns × 8 bytes
-        from the start, so that threads decoding different row groups may add at once. Give up,
-        without raising, on a full disk or on labels that are not numbers (a softmax target given
-        as text)."""
+        from the start (so batches may be added in any order). Give up, without raising, on a full
+        disk or on labels that are not numbers (a softmax target given as text)."""
         position = offset * (self.n_features + 1) * _FLOAT_BYTES
         group = int(np.searchsorted(self.group_starts, offset, side="right")) - 1
         with self._lock:
