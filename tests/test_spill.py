@@ -94,7 +94,7 @@ def test_text_labels_are_not_spilled_and_asking_for_it_says_why(tmp_path):
     st = data.load(str(tmp_path / "zoo.csv"), "softmax", target="kind", test_size=0.0, stream=True)
     assert st.spill is None and st.classes == ("ant", "bee", "cat")
     assert sum(len(yb) for _, yb, _ in st.blocks()) == 300
-    with pytest.raises(data.DataError, match="the target 'kind' holds text.*spill=False"):
+    with pytest.raises(data.DataError, match=r"holds text, and the spill keeps numbers\); pass spill=False \(--no-"):
         data.load(str(tmp_path / "zoo.csv"), "softmax", target="kind", test_size=0.0, stream=True, spill=True)
 
 

@@ -853,9 +853,9 @@ class Stream:
                 yield X[~test], y[~test]
 
 
-def _cannot_spill(file: TableFile, reason: str) -> DataError:
-    return DataError(f"cannot spill the decoded rows of {file.path!r} to disk beside it ({reason}); free some disk "
-                     f"space there, or pass spill=False to decode the file on every pass.")
+def _cannot_spill(file: TableFile, reason: str, fix: str = "free some disk space there, or ") -> DataError:
+    return DataError(f"cannot spill the decoded rows of {file.path!r} to disk beside it ({reason}); {fix}pass "
+                     f"spill=False (--no-spill) to decode the file on every pass.")
 
 
 def _open_spill(file: TableFile, features: list[str], spill: bool | None) -> Spill | None:
@@ -881,7 +881,9 @@ def _scan(file: TableFile, name: str, features: list[str], target: str, kind: st
         raise
     if kept is not None and not kept.finish():
         if spill:
-            raise _cannot_spill(file, _first_line(kept.error) if kept.error else f"the target {target!r} holds text")
+            if kept.error is None:
+                raise _cannot_spill(file, f"the target {target!r} holds text, and the spill keeps numbers", "")
+            raise _cannot_spill(file, _first_line(kept.error))
         kept = None
     stream.spill = kept
     return stream
