@@ -983,7 +983,7 @@ def run(objective: Objective, optimizer: optax.GradientTransformation, init_para
         carry, rows = programs(length, batches is not None, block)(carry, objective.data, xs, limit)
         rows, (params, step, reason) = _to_host((rows, (carry.params, carry.step, carry.reason)))
         reason = int(reason)
-        n = int(rows.pop("valid").sum())            # the valid rows come first
+        n = int(np.count_nonzero(rows.pop("valid")))     # the valid rows come first
         rows = {k: np.array(v[:n]) for k, v in rows.items()}
         pieces.append(rows)
         # Size the next chunk to take about CHUNK_SECONDS at the pace just seen (compilation
