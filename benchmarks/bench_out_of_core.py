@@ -22,7 +22,8 @@ Throughput is rows of the file per second of wall time (the gdlab run passes ove
 times: the scan, the epoch, the final evaluation; ``passes`` says so, and ``decodes`` how many of
 them decode the Parquet file). Peak memory is measured in a fresh child process
 (``VmHWM``, after a warm-up run on a small file): the growth of the peak over the warm-up's,
-which must stay under the cap. The answer reported is the training loss, beside the loss of
+which must stay under the cap. The child caps glibc's malloc at two arenas first, as
+``gdlab train`` does (:func:`gdlab.buffers.share_malloc_arenas`). The answer reported is the training loss, beside the loss of
 the generator's own weights (SGD's one epoch should come close).
 
     .venv/bin/python benchmarks/bench_out_of_core.py [--quick] [--cap MIB]
@@ -83,6 +84,8 @@ def train_call(path: str, cap: int, spill: bool | None = None):
 
 CHILD = textwrap.dedent("""
     import json, re, sys
+    from gdlab.buffers import share_malloc_arenas
+    share_malloc_arenas()                 # first, as `gdlab train` does: before any thread starts
     sys.path.insert(0, sys.argv[4])
     from bench_out_of_core import train_call
 

@@ -303,3 +303,22 @@ def test_plot_and_animate_write_pictures_of_the_asked_size(tmp_path):
             low, high = im.convert("L").getextrema()
             assert low < high
     assert "train loss" in out
+
+
+def test_train_caps_malloc_arenas_before_it_reads_data(monkeypatch):
+    """`gdlab train` caps glibc's malloc arenas first (a streamed run's reader thread and the
+    main thread otherwise keep freed buffers in arenas of their own: a higher peak)."""
+    import platform
+
+    from gdlab import buffers
+
+    calls = []
+    monkeypatch.setattr(buffers, "share_malloc_arenas", lambda arenas=2: calls.append(arenas) or True)
+    rc, out, err = invoke("train", "--data", "breast_cancer", "--model", "logistic", "--max-steps", "3")
+    assert rc == 0, err
+    assert calls == [2]
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="arenas must be at least 1"):
+        buffers.share_malloc_arenas(0)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert buffers.share_malloc_arenas() is True

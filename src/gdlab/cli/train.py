@@ -231,6 +231,9 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
       gdlab train --data 'parts/*.parquet' --target label --model logistic --optimizer natural \\
                   --engine dask --workers 2
     """
+    from gdlab.buffers import share_malloc_arenas
+
+    share_malloc_arenas()     # before JAX and Arrow start threads: a streamed run's peak memory
     from gdlab import schedules, training  # here, not at the top: `gdlab --help` must not load JAX
     from gdlab.distributed import check_engine
 
