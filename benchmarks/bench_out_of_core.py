@@ -23,8 +23,9 @@ times: the scan, the epoch, the final evaluation; ``passes`` says so, and ``deco
 them decode the Parquet file). Peak memory is measured in a fresh child process
 (``VmHWM``, after a warm-up run on a small file): the growth of the peak over the warm-up's,
 which must stay under the cap. The child caps glibc's malloc at two arenas first, as
-``gdlab train`` does (:func:`gdlab.buffers.share_malloc_arenas`). The answer reported is the training loss, beside the loss of
-the generator's own weights (SGD's one epoch should come close).
+``gdlab train`` does (:func:`gdlab.buffers.share_malloc_arenas`). The answer reported is the
+training loss, beside the loss of the generator's own weights (SGD's one epoch should come
+close).
 
     .venv/bin/python benchmarks/bench_out_of_core.py [--quick] [--cap MIB]
 """

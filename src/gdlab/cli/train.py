@@ -233,7 +233,7 @@ def train_command(data: str, target: Optional[str], features: Optional[str], mod
     """
     from gdlab.buffers import share_malloc_arenas
 
-    share_malloc_arenas()     # before JAX and Arrow start threads: a streamed run's peak memory
+    share_malloc_arenas()     # first, before JAX and Arrow start threads: it lowers a streamed run's peak memory
     from gdlab import schedules, training  # here, not at the top: `gdlab --help` must not load JAX
     from gdlab.distributed import check_engine
 
