@@ -52,8 +52,8 @@ def share_malloc_arenas(arenas: int = 2) -> bool:
     glibc gives threads their own arenas, and each arena keeps freed buffers for reuse. A
     streamed run allocates its chunks and record batches in a reading thread and frees them in
     another, so the process can hold several arenas' worth of freed buffers. The out-of-core
-    benchmark's peak (cap 128 MiB) grew over its warm-up by 84 to 174 MiB in 15 runs with the
-    default, 4 of them over the cap. With two arenas it grew by 62 to 124 MiB in 12 runs, at the
+    benchmark's peak (cap 128 MiB) grew over its warm-up by 84 to 174 MiB in 18 runs with the
+    default, 8 of them over the cap. With two arenas it grew by 62 to 124 MiB in 20 runs, at the
     same speed. One arena was leaner still, but 15–25% slower.
     The cap applies to arenas made after the call, so call it before the process starts threads
     (``gdlab train`` does, first thing); a program that embeds gdlab can set the environment
